@@ -1,0 +1,55 @@
+# vmailkit: `make test` and `make demo` work on a fresh Debian/Ubuntu machine with Python 3.11+.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+DEB_TEST_PACKAGES := dovecot-imapd dovecot-pop3d openssl
+
+.PHONY: help venv test test-fast deb-packages demo lab bench clean
+
+help:
+	@echo "make demo   - run the main job on the built-in demo (embedded mail server)"
+	@echo "make test   - install what the tests need and run them (Dovecot via apt when root)"
+	@echo "make lab    - JupyterLab on notebooks/ with the demo mail server"
+	@echo "make bench  - benchmarks against the test Dovecot (see docs/performance.md)"
+
+$(VENV)/.installed-dev: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed-dev
+
+# Installs the Debian packages the integration tests need, when run as root and they are missing.
+deb-packages:
+	@if ! command -v dovecot >/dev/null 2>&1 && [ ! -x /usr/sbin/dovecot ]; then \
+	  if [ "$$(id -u)" = "0" ]; then \
+	    echo "Installing $(DEB_TEST_PACKAGES) ..."; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEB_TEST_PACKAGES) >/dev/null; \
+	    (service dovecot stop >/dev/null 2>&1 || true); \
+	  else \
+	    echo "WARNING: Dovecot is not installed and this is not root: the real-server tests will be skipped"; \
+	    echo "         (sudo apt-get install $(DEB_TEST_PACKAGES))"; \
+	  fi; \
+	fi
+
+test: venv deb-packages
+	$(PY) -m pytest -ra $(PYTEST_ARGS)
+
+test-fast: venv
+	$(PY) -m pytest -ra -m "not dovecot" $(PYTEST_ARGS)
+
+demo: venv
+	@if [ -f vmailkit/demo/__main__.py ]; then $(PY) -m vmailkit.demo; \
+	else echo "The embedded demo (issue 5) is not built yet: it needs vmailkit/demo/ (pymap + twisted)."; fi
+
+lab: venv
+	@if [ -f vmailkit/demo/__main__.py ]; then $(PY) -m vmailkit.demo lab; \
+	else echo "make lab needs the embedded demo (issue 5), not built yet."; fi
+
+bench: venv deb-packages
+	$(PY) benchmarks/import_bench.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,0 +1,44 @@
+"""vmailkit: pull e-mail from POP3/IMAP accounts into DuckDB and link it to CRM records.
+
+The Python API in one place::
+
+    from vmailkit import Store, make_account, check, download
+
+    store = Store("vmail.duckdb")
+    store.add_user("anna", "anna@example.com")
+    store.add_account(make_account("office", kind="general", protocol="imap", host="mail.example.com",
+                                   security="ssl", address="office@example.com", secret="env:OFFICE_PW"))
+    store.subscribe("anna", "office")
+    result = check(store, "anna")             # headers of new mail, newest first
+    download(store, "anna", picks=result.messages.head(10))
+"""
+from __future__ import annotations
+
+from .accounts import Account, User, default_port, make_account
+from .errors import (
+    AuthError,
+    Cancelled,
+    HostError,
+    MailServerError,
+    MailTimeout,
+    NotFoundError,
+    ProtocolError,
+    SecretError,
+    StartTLSNotOffered,
+    StoreError,
+    StoreLockedError,
+    TLSFailure,
+    ValidationError,
+    VmailkitError,
+)
+from .store import EmailFilter, Store
+from .sync import AccountDownload, AccountStatus, CheckResult, DownloadSummary, check, download, test_account
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Account", "AccountDownload", "AccountStatus", "AuthError", "Cancelled", "CheckResult", "DownloadSummary",
+    "EmailFilter", "HostError", "MailServerError", "MailTimeout", "NotFoundError", "ProtocolError", "SecretError",
+    "StartTLSNotOffered", "Store", "StoreError", "StoreLockedError", "TLSFailure", "User", "ValidationError",
+    "VmailkitError", "check", "default_port", "download", "make_account", "test_account",
+]

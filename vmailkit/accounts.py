@@ -1,0 +1,158 @@
+"""Users, accounts and their validation.
+
+An :class:`Account` is a mailbox vmailkit reads: ``general`` (shared by the office, no owner) or
+``personal`` (owned by one user). It holds a *secret reference*, never a password; see
+:mod:`vmailkit.secrets`.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from .errors import ValidationError
+
+PROTOCOLS = ("imap", "pop3")
+SECURITIES = ("ssl", "starttls", "plain")
+KINDS = ("general", "personal")
+
+#: Default ports by (protocol, security) when the caller gives none.
+DEFAULT_PORTS: dict[tuple[str, str], int] = {
+    ("imap", "ssl"): 993,
+    ("imap", "starttls"): 143,
+    ("imap", "plain"): 143,
+    ("pop3", "ssl"): 995,
+    ("pop3", "starttls"): 110,
+    ("pop3", "plain"): 110,
+}
+
+_NAME_RE = re.compile(r"^[^\s:][^:]*$")
+
+
+def default_port(protocol: str, security: str) -> int:
+    """Return the standard port for ``protocol`` with ``security``.
+
+    Raises :class:`ValidationError` for an unknown protocol or security.
+    """
+    protocol, security = protocol.lower(), security.lower()
+    if protocol not in PROTOCOLS:
+        raise ValidationError("protocol", f"unknown protocol {protocol!r}; use one of {', '.join(PROTOCOLS)}")
+    if security not in SECURITIES:
+        raise ValidationError("security", f"unknown security {security!r}; use one of {', '.join(SECURITIES)}")
+    return DEFAULT_PORTS[(protocol, security)]
+
+
+@dataclass(frozen=True)
+class User:
+    """A person using vmailkit."""
+
+    name: str
+    email: str | None = None
+    user_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Account:
+    """A POP3 or IMAP mailbox.
+
+    ``login`` defaults to ``address``; ``port`` to :func:`default_port`; ``folder`` to INBOX (IMAP only).
+    Build one with :func:`make_account`, which validates and fills the defaults.
+    """
+
+    name: str
+    kind: str
+    protocol: str
+    host: str
+    port: int
+    security: str
+    address: str
+    login: str
+    secret_ref: str
+    owner: str | None = None
+    ca_file: str | None = None
+    folder: str = "INBOX"
+    account_id: int | None = None
+    smtp: dict[str, object] | None = field(default=None, compare=False)
+
+    def with_id(self, account_id: int) -> "Account":
+        """Return a copy carrying the store's id."""
+        return replace(self, account_id=account_id)
+
+    @property
+    def folders(self) -> list[str]:
+        """The folders read for this account (POP3 has exactly one, ``INBOX``)."""
+        return [self.folder] if self.protocol == "imap" else ["INBOX"]
+
+
+def make_account(
+    name: str,
+    *,
+    kind: str,
+    protocol: str,
+    host: str,
+    security: str,
+    address: str,
+    secret: str = "",
+    port: int | None = None,
+    login: str | None = None,
+    owner: str | None = None,
+    ca_file: str | None = None,
+    folder: str | None = None,
+) -> Account:
+    """Validate the settings and return an :class:`Account` with defaults filled in.
+
+    Raises :class:`ValidationError` naming the first invalid field: empty name or host, unknown
+    kind/protocol/security, a port outside 1..65535, a personal account without owner (or a general
+    one with an owner), an address without ``@``, a CA file that does not exist.
+    """
+    name = (name or "").strip()
+    if not name:
+        raise ValidationError("name", "an account needs a name")
+    if not _NAME_RE.match(name):
+        raise ValidationError("name", f"{name!r} may not start with a space or contain ':'")
+    kind = (kind or "").strip().lower()
+    if kind not in KINDS:
+        raise ValidationError("kind", f"unknown kind {kind!r}; use general or personal")
+    protocol = (protocol or "").strip().lower()
+    security = (security or "").strip().lower()
+    std_port = default_port(protocol, security)
+    host = (host or "").strip()
+    if not host:
+        raise ValidationError("host", "the host may not be empty")
+    if port is None:
+        port = std_port
+    try:
+        port = int(port)
+    except (TypeError, ValueError):
+        raise ValidationError("port", f"{port!r} is not a number") from None
+    if not 1 <= port <= 65535:
+        raise ValidationError("port", f"{port} is out of range 1..65535")
+    address = (address or "").strip()
+    if "@" not in address:
+        raise ValidationError("address", f"{address!r} is not an e-mail address")
+    owner = (owner or "").strip() or None
+    if kind == "personal" and owner is None:
+        raise ValidationError("owner", "a personal account needs an owner (a user name)")
+    if kind == "general" and owner is not None:
+        raise ValidationError("owner", "a general account has no owner")
+    if ca_file:
+        if not Path(ca_file).is_file():
+            raise ValidationError("ca_file", f"{ca_file} does not exist")
+        ca_file = str(Path(ca_file).resolve())
+    folder = (folder or "INBOX").strip() or "INBOX"
+    if protocol == "pop3" and folder.upper() != "INBOX":
+        raise ValidationError("folder", "POP3 has only the INBOX")
+    return Account(
+        name=name,
+        kind=kind,
+        protocol=protocol,
+        host=host,
+        port=port,
+        security=security,
+        address=address,
+        login=(login or "").strip() or address,
+        secret_ref=(secret or "").strip(),
+        owner=owner,
+        ca_file=ca_file or None,
+        folder=folder,
+    )

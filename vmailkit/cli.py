@@ -1,0 +1,286 @@
+"""The ``vmailkit`` command line: a thin layer over the library.
+
+Exit status: 0 on success, 1 with a one-line message on bad input or a library error, 2 for usage
+errors, 3 when an account failed in ``check``/``download`` while the others completed.
+"""
+from __future__ import annotations
+
+import getpass
+import json
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+import click
+import pandas as pd
+
+from . import sync
+from .accounts import make_account
+from .errors import VmailkitError
+from .store import EmailFilter, Store
+
+EXIT_ACCOUNT_FAILED = 3
+
+FORMAT = click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
+                      show_default=True, help="Output format.")
+
+
+def _store(ctx: click.Context) -> Store:
+    return ctx.obj["store"]
+
+
+def friendly(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn library errors into a one-line message and exit status 1."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except VmailkitError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(1)
+
+    return wrapper
+
+
+def emit(frame: pd.DataFrame, fmt: str) -> None:
+    """Print a DataFrame as a table, JSON records or CSV."""
+    if fmt == "json":
+        click.echo(frame.to_json(orient="records", date_format="iso", force_ascii=False))
+    elif fmt == "csv":
+        click.echo(frame.to_csv(index=False), nl=False)
+    elif frame.empty:
+        click.echo("(none)")
+    else:
+        with pd.option_context("display.max_colwidth", 60, "display.width", 200):
+            click.echo(frame.to_string(index=False))
+
+
+def _passwords(store: Store, ask: bool, accounts: list[Any]) -> dict[str, str]:
+    if not ask:
+        return {}
+    return {
+        a.name: getpass.getpass(f"Password for {a.name} ({a.login}): ")
+        for a in accounts
+        if a.secret_ref in ("", "prompt:")
+    }
+
+
+@click.group()
+@click.option("--db", type=click.Path(dir_okay=False), envvar="VMAILKIT_DB", default="vmail.duckdb",
+              show_default=True, help="DuckDB file (default $VMAILKIT_DB, else ./vmail.duckdb).")
+@click.option("--lock-timeout", type=float, default=60.0, show_default=True,
+              help="Seconds to wait while another process writes the database.")
+@click.version_option(package_name="vmailkit")
+@click.pass_context
+def main(ctx: click.Context, db: str, lock_timeout: float) -> None:
+    """vmailkit: pull POP3/IMAP mail into DuckDB and link it to CRM records."""
+    ctx.ensure_object(dict)
+    ctx.obj["store"] = Store(db, lock_timeout=lock_timeout)
+
+
+@main.command()
+@click.pass_context
+@friendly
+def init(ctx: click.Context) -> None:
+    """Create the database (or apply pending migrations)."""
+    store = _store(ctx)
+    store.init()
+    click.echo(f"Initialised {store.path}")
+
+
+# -- users ------------------------------------------------------------------------------------
+@main.group()
+def user() -> None:
+    """Users of vmailkit."""
+
+
+@user.command("add")
+@click.argument("name")
+@click.option("--email", help="The user's own e-mail address.")
+@click.pass_context
+@friendly
+def user_add(ctx: click.Context, name: str, email: str | None) -> None:
+    """Add a user."""
+    u = _store(ctx).add_user(name, email)
+    click.echo(f"Added user {u.name}")
+
+
+@user.command("list")
+@FORMAT
+@click.pass_context
+@friendly
+def user_list(ctx: click.Context, fmt: str) -> None:
+    """List users."""
+    emit(_store(ctx).users(), fmt)
+
+
+# -- accounts ---------------------------------------------------------------------------------
+@main.group()
+def account() -> None:
+    """Mail accounts (general or personal)."""
+
+
+@account.command("add")
+@click.argument("name")
+@click.option("--kind", type=click.Choice(["general", "personal"]), required=True)
+@click.option("--owner", help="User owning a personal account.")
+@click.option("--protocol", type=click.Choice(["imap", "pop3"]), required=True)
+@click.option("--host", required=True)
+@click.option("--port", type=int, help="Default: 993/143 (IMAP), 995/110 (POP3).")
+@click.option("--security", type=click.Choice(["ssl", "starttls", "plain"]), required=True)
+@click.option("--address", required=True, help="The account's e-mail address.")
+@click.option("--login", help="Login name (default: the address).")
+@click.option("--secret", required=True, help="env:VARNAME, keyring:SERVICE/NAME or prompt: (never the password).")
+@click.option("--ca-file", type=click.Path(exists=True, dir_okay=False), help="Extra CA certificate(s) to trust.")
+@click.option("--folder", help="IMAP folder (default INBOX).")
+@click.pass_context
+@friendly
+def account_add(ctx: click.Context, name: str, **opts: Any) -> None:
+    """Add an account."""
+    acc = make_account(name, **{k: v for k, v in opts.items()})
+    stored = _store(ctx).add_account(acc)
+    click.echo(f"Added {stored.kind} account {stored.name} ({stored.protocol} {stored.security} {stored.host}:{stored.port})")
+
+
+@account.command("list")
+@FORMAT
+@click.pass_context
+@friendly
+def account_list(ctx: click.Context, fmt: str) -> None:
+    """List accounts."""
+    emit(_store(ctx).accounts_frame(), fmt)
+
+
+@account.command("test")
+@click.argument("name")
+@click.option("--ask-password", is_flag=True, help="Prompt for the password of a prompt: account.")
+@click.option("--timeout", type=float, default=15.0, show_default=True)
+@click.pass_context
+@friendly
+def account_test(ctx: click.Context, name: str, ask_password: bool, timeout: float) -> None:
+    """Connect and log in to an account, without changing anything on the server."""
+    store = _store(ctx)
+    acc = store.get_account(name)
+    click.echo(sync.test_account(acc, _passwords(store, ask_password, [acc]), timeout=timeout))
+
+
+@account.command("delete")
+@click.argument("name")
+@click.pass_context
+@friendly
+def account_delete(ctx: click.Context, name: str) -> None:
+    """Delete an account (its downloaded mail stays)."""
+    _store(ctx).delete_account(name)
+    click.echo(f"Deleted account {name}")
+
+
+@main.command()
+@click.argument("user_name", metavar="USER")
+@click.argument("account_name", metavar="ACCOUNT")
+@click.pass_context
+@friendly
+def subscribe(ctx: click.Context, user_name: str, account_name: str) -> None:
+    """Subscribe USER to ACCOUNT."""
+    _store(ctx).subscribe(user_name, account_name)
+    click.echo(f"{user_name} subscribes to {account_name}")
+
+
+@main.command()
+@click.argument("user_name", metavar="USER")
+@click.argument("account_name", metavar="ACCOUNT")
+@click.pass_context
+@friendly
+def unsubscribe(ctx: click.Context, user_name: str, account_name: str) -> None:
+    """Unsubscribe USER from ACCOUNT."""
+    _store(ctx).unsubscribe(user_name, account_name)
+    click.echo(f"{user_name} no longer subscribes to {account_name}")
+
+
+# -- incoming mail ----------------------------------------------------------------------------
+@main.command()
+@click.argument("user_name", metavar="USER")
+@click.option("--from-beginning", is_flag=True, help="List every message, not only new ones.")
+@click.option("--ask-password", is_flag=True, help="Prompt for passwords of prompt: accounts.")
+@FORMAT
+@click.pass_context
+@friendly
+def check(ctx: click.Context, user_name: str, from_beginning: bool, ask_password: bool, fmt: str) -> None:
+    """List the headers of new mail in USER's accounts, newest first."""
+    store = _store(ctx)
+    pw = _passwords(store, ask_password, store.subscribed_accounts(user_name)) if ask_password else None
+    result = sync.check(store, user_name, from_beginning=from_beginning, passwords=pw)
+    if fmt == "json":
+        click.echo(json.dumps(result.to_json_dict(), ensure_ascii=False))
+    else:
+        cols = ["account", "uid", "date", "from_address", "subject", "size", "has_attachments", "already_downloaded"]
+        emit(result.messages[cols], fmt)
+    for status in result.errors:
+        click.echo(f"Error: {status.error}", err=True)
+    if result.errors:
+        sys.exit(EXIT_ACCOUNT_FAILED)
+
+
+@main.command()
+@click.argument("user_name", metavar="USER")
+@click.option("--all", "all_new", is_flag=True, help="Download every new message.")
+@click.option("--pick", "picks", multiple=True, metavar="ACCOUNT:UID", help="A message to download (repeatable).")
+@click.option("--from-beginning", is_flag=True, help="With --all: every message not stored yet from that place.")
+@click.option("--ask-password", is_flag=True, help="Prompt for passwords of prompt: accounts.")
+@click.option("--progress/--no-progress", default=None, help="Show progress (default: when on a terminal).")
+@FORMAT
+@click.pass_context
+@friendly
+def download(ctx: click.Context, user_name: str, all_new: bool, picks: tuple[str, ...], from_beginning: bool,
+             ask_password: bool, progress: bool | None, fmt: str) -> None:
+    """Download picked messages, or all new ones, into the store."""
+    if bool(all_new) == bool(picks):
+        raise click.UsageError("give either --all or one or more --pick ACCOUNT:UID")
+    store = _store(ctx)
+    pw = _passwords(store, ask_password, store.subscribed_accounts(user_name)) if ask_password else None
+    show = sys.stderr.isatty() if progress is None else progress
+
+    def report(done: int, total: int) -> None:
+        if show:
+            click.echo(f"\rdownloaded {done}/{total}", err=True, nl=done >= total)
+
+    summary = sync.download(store, user_name, picks=list(picks) or None, all_new=all_new,
+                            from_beginning=from_beginning, passwords=pw, progress=report,
+                            after_chunk=_auto_matcher())
+    frame = summary.frame()
+    emit(frame[["account", "selected", "downloaded", "already_present", "failed", "parse_errors", "auto_linked", "error"]], fmt)
+    for entry in summary.accounts:
+        if entry.error:
+            click.echo(f"Error: {entry.error}", err=True)
+    if not summary.ok:
+        sys.exit(EXIT_ACCOUNT_FAILED)
+
+
+def _auto_matcher():  # type: ignore[no-untyped-def]
+    """The automatic matcher, when the matching module is present."""
+    try:
+        from .match import match_new
+    except ImportError:
+        return None
+    return match_new
+
+
+@main.command()
+@click.option("--status", type=click.Choice(["unread", "read"]))
+@click.option("--account", "account_name", help="Only mail seen in this account.")
+@click.option("--search", help="Case-insensitive text in subject, sender or body.")
+@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--offset", type=int, default=0, show_default=True)
+@FORMAT
+@click.pass_context
+@friendly
+def emails(ctx: click.Context, status: str | None, account_name: str | None, search: str | None, limit: int,
+           offset: int, fmt: str) -> None:
+    """List stored mail, newest first."""
+    flt = EmailFilter(status=status, account=account_name, search=search)
+    emit(_store(ctx).list_emails(flt, limit=limit, offset=offset), fmt)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,41 @@
+"""The DuckDB store: the only place SQL lives.
+
+``Store(path)`` opens (and migrates) the database file per unit of work. Its tables are a public,
+documented interface: see ``docs/schema.md``.
+"""
+from __future__ import annotations
+
+import os
+
+from .db import Database, default_db_path
+from .directory import DirectoryMixin
+from .listing import EmailFilter, ListingMixin
+from .mail import ChunkResult, MailMixin, Prepared, location_key, prepare
+
+
+class Store(DirectoryMixin, MailMixin, ListingMixin):
+    """All reads and writes of vmailkit's data.
+
+    ``Store(path, lock_timeout=60)``: ``path`` defaults to ``$VMAILKIT_DB`` or ``./vmail.duckdb``.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, *, lock_timeout: float = 60.0) -> None:
+        self.db = Database(path, lock_timeout=lock_timeout)
+
+    @property
+    def path(self):  # type: ignore[no-untyped-def]
+        """The database file."""
+        return self.db.path
+
+    def init(self) -> None:
+        """Create the file and apply pending migrations."""
+        with self.db.connect():
+            pass
+
+    def query(self, sql: str, params: list | None = None):  # type: ignore[no-untyped-def]
+        """Run a read query for analysis and return a DataFrame (values as parameters)."""
+        with self.db.connect() as con:
+            return con.execute(sql, params or []).df()
+
+
+__all__ = ["Store", "EmailFilter", "ChunkResult", "Prepared", "Database", "default_db_path", "location_key", "prepare"]

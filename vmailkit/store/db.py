@@ -1,0 +1,125 @@
+"""The DuckDB file: connections per unit of work, lock waits, transactions and migrations.
+
+DuckDB lets one process at a time open a database file for writing. A JupyterLab user runs several
+kernels and a papermill batch may run beside them, so vmailkit never keeps the file open: every unit
+of work opens a connection, does its work and closes it. When another process holds the file, the
+open is retried for ``lock_timeout`` seconds and then fails with :class:`StoreLockedError` naming
+the holder.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+
+from ..errors import StoreError, StoreLockedError
+from .migrations import MIGRATIONS
+
+DEFAULT_DB = "vmail.duckdb"
+
+
+def default_db_path() -> Path:
+    """``$VMAILKIT_DB`` when set, else ``./vmail.duckdb``."""
+    return Path(os.environ.get("VMAILKIT_DB") or DEFAULT_DB)
+
+
+class Database:
+    """A DuckDB file opened per unit of work.
+
+    ``Database(path)`` creates the file and applies pending migrations on first use.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, *, lock_timeout: float = 60.0) -> None:
+        self.path = Path(path) if path is not None else default_db_path()
+        self.lock_timeout = lock_timeout
+        self._migrated = False
+        self._local = threading.local()
+
+    # -- connections -------------------------------------------------------------------------
+    def _open(self) -> duckdb.DuckDBPyConnection:
+        deadline = time.monotonic() + self.lock_timeout
+        delay = 0.05
+        while True:
+            try:
+                return duckdb.connect(str(self.path))
+            except duckdb.IOException as exc:
+                text = str(exc)
+                if "lock" not in text.lower():
+                    raise StoreError(f"cannot open {self.path}: {text}") from None
+                if time.monotonic() >= deadline:
+                    holder = text.split("Conflicting lock is held in", 1)[-1].split(". See also")[0].strip()
+                    raise StoreLockedError(
+                        f"{self.path} is busy: another program holds it ({holder}) and did not release "
+                        f"it within {self.lock_timeout:.0f} s; close that notebook kernel or batch run and retry"
+                    ) from None
+                time.sleep(delay)
+                delay = min(delay * 1.5, 0.5)
+
+    @contextmanager
+    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Yield a connection for one unit of work; nested calls in one thread reuse it."""
+        existing = getattr(self._local, "con", None)
+        if existing is not None:
+            yield existing
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        con = self._open()
+        self._local.con = con
+        try:
+            if not self._migrated:
+                self._migrate(con)
+            yield con
+        finally:
+            self._local.con = None
+            con.close()
+
+    @contextmanager
+    def atomic(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Yield a connection inside one transaction: committed on success, rolled back on error.
+
+        Nested ``atomic()`` blocks join the outer transaction.
+        """
+        with self.connect() as con:
+            if getattr(self._local, "in_tx", False):
+                yield con
+                return
+            con.execute("BEGIN TRANSACTION")
+            self._local.in_tx = True
+            try:
+                yield con
+            except BaseException:
+                self._local.in_tx = False
+                con.execute("ROLLBACK")
+                raise
+            self._local.in_tx = False
+            con.execute("COMMIT")
+
+    # -- migrations --------------------------------------------------------------------------
+    def _migrate(self, con: duckdb.DuckDBPyConnection) -> None:
+        con.execute(
+            "CREATE TABLE IF NOT EXISTS _vmailkit_migrations ("
+            " name VARCHAR PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT current_timestamp)"
+        )
+        done = {row[0] for row in con.execute("SELECT name FROM _vmailkit_migrations").fetchall()}
+        for name, sql in MIGRATIONS:
+            if name in done:
+                continue
+            con.execute("BEGIN TRANSACTION")
+            try:
+                con.execute(sql)
+                con.execute("INSERT INTO _vmailkit_migrations (name) VALUES (?)", [name])
+            except Exception:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+        self._migrated = True
+
+    def applied_migrations(self) -> list[str]:
+        """Names of the migrations recorded in the file, in order applied."""
+        with self.connect() as con:
+            return [r[0] for r in con.execute("SELECT name FROM _vmailkit_migrations ORDER BY applied_at, name").fetchall()]

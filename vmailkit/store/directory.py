@@ -1,0 +1,168 @@
+"""Users, accounts and subscriptions in the store."""
+from __future__ import annotations
+
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from ..accounts import Account, User
+from ..errors import NotFoundError, ValidationError
+from ..secrets import check_reference
+from .db import Database
+
+_ACCOUNT_COLS = (
+    "a.account_id, a.name, a.kind, u.name AS owner, a.protocol, a.host, a.port, a.security, "
+    "a.address, a.login, a.secret_ref, a.ca_file, a.folder"
+)
+
+
+def _account_from_row(row: tuple[Any, ...]) -> Account:
+    (account_id, name, kind, owner, protocol, host, port, security, address, login, secret_ref, ca_file, folder) = row
+    return Account(
+        account_id=account_id, name=name, kind=kind, owner=owner, protocol=protocol, host=host, port=port,
+        security=security, address=address, login=login, secret_ref=secret_ref, ca_file=ca_file, folder=folder,
+    )
+
+
+class DirectoryMixin:
+    """Users, accounts and subscriptions (mixed into :class:`vmailkit.store.Store`)."""
+
+    db: Database
+
+    # -- users -------------------------------------------------------------------------------
+    def add_user(self, name: str, email: str | None = None) -> User:
+        """Create a user; raises :class:`ValidationError` on an empty or duplicate name."""
+        name = (name or "").strip()
+        if not name:
+            raise ValidationError("name", "a user needs a name")
+        if email is not None and email.strip() and "@" not in email:
+            raise ValidationError("email", f"{email!r} is not an e-mail address")
+        with self.db.atomic() as con:
+            if con.execute("SELECT 1 FROM users WHERE name = ?", [name]).fetchone():
+                raise ValidationError("name", f"a user named {name!r} already exists")
+            (user_id,) = con.execute(
+                "INSERT INTO users (name, email) VALUES (?, ?) RETURNING user_id", [name, (email or "").strip() or None]
+            ).fetchone()
+        return User(name=name, email=email, user_id=user_id)
+
+    def get_user(self, name: str) -> User:
+        """Return the user called ``name``; raises :class:`NotFoundError`."""
+        with self.db.connect() as con:
+            row = con.execute("SELECT user_id, name, email FROM users WHERE name = ?", [name]).fetchone()
+        if row is None:
+            raise NotFoundError(f"no user named {name!r}")
+        return User(user_id=row[0], name=row[1], email=row[2])
+
+    def users(self) -> pd.DataFrame:
+        """All users as a DataFrame (user_id, name, email)."""
+        with self.db.connect() as con:
+            return con.execute("SELECT user_id, name, email FROM users ORDER BY name").df()
+
+    # -- accounts ----------------------------------------------------------------------------
+    def add_account(self, account: Account) -> Account:
+        """Store a validated account (see :func:`vmailkit.accounts.make_account`).
+
+        Raises :class:`ValidationError` for a duplicate name, an unknown owner or a secret that is not
+        a reference.
+        """
+        secret_ref = check_reference(account.secret_ref)
+        with self.db.atomic() as con:
+            if con.execute("SELECT 1 FROM accounts WHERE name = ?", [account.name]).fetchone():
+                raise ValidationError("name", f"an account named {account.name!r} already exists")
+            owner_id = self._owner_id(con, account)
+            (account_id,) = con.execute(
+                "INSERT INTO accounts (name, kind, owner_user_id, protocol, host, port, security, address, login,"
+                " secret_ref, ca_file, folder) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING account_id",
+                [account.name, account.kind, owner_id, account.protocol, account.host, account.port,
+                 account.security, account.address, account.login, secret_ref, account.ca_file, account.folder],
+            ).fetchone()
+        return self.get_account(account.name) if account_id else account
+
+    def update_account(self, account: Account) -> Account:
+        """Replace the settings of the stored account with ``account.name``; returns the stored account."""
+        secret_ref = check_reference(account.secret_ref)
+        with self.db.atomic() as con:
+            if not con.execute("SELECT 1 FROM accounts WHERE name = ?", [account.name]).fetchone():
+                raise NotFoundError(f"no account named {account.name!r}")
+            owner_id = self._owner_id(con, account)
+            con.execute(
+                "UPDATE accounts SET kind = ?, owner_user_id = ?, protocol = ?, host = ?, port = ?, security = ?,"
+                " address = ?, login = ?, secret_ref = ?, ca_file = ?, folder = ? WHERE name = ?",
+                [account.kind, owner_id, account.protocol, account.host, account.port, account.security,
+                 account.address, account.login, secret_ref, account.ca_file, account.folder, account.name],
+            )
+        return self.get_account(account.name)
+
+    def delete_account(self, name: str) -> None:
+        """Delete an account and its subscriptions and sync state; stored mail is kept."""
+        account = self.get_account(name)
+        with self.db.atomic() as con:
+            for table in ("subscriptions", "sync_state", "sync_uidls"):
+                con.execute(f"DELETE FROM {table} WHERE account_id = ?", [account.account_id])
+            con.execute("DELETE FROM accounts WHERE account_id = ?", [account.account_id])
+
+    @staticmethod
+    def _owner_id(con: duckdb.DuckDBPyConnection, account: Account) -> int | None:
+        if account.owner is None:
+            return None
+        row = con.execute("SELECT user_id FROM users WHERE name = ?", [account.owner]).fetchone()
+        if row is None:
+            raise ValidationError("owner", f"no user named {account.owner!r}")
+        return row[0]
+
+    def get_account(self, name: str) -> Account:
+        """Return the account called ``name``; raises :class:`NotFoundError`."""
+        with self.db.connect() as con:
+            row = con.execute(
+                f"SELECT {_ACCOUNT_COLS} FROM accounts a LEFT JOIN users u ON u.user_id = a.owner_user_id"
+                " WHERE a.name = ?",
+                [name],
+            ).fetchone()
+        if row is None:
+            raise NotFoundError(f"no account named {name!r}")
+        return _account_from_row(row)
+
+    def list_accounts(self) -> list[Account]:
+        """Every account, general ones first, then by name."""
+        with self.db.connect() as con:
+            rows = con.execute(
+                f"SELECT {_ACCOUNT_COLS} FROM accounts a LEFT JOIN users u ON u.user_id = a.owner_user_id"
+                " ORDER BY a.kind, a.name"
+            ).fetchall()
+        return [_account_from_row(r) for r in rows]
+
+    def accounts_frame(self) -> pd.DataFrame:
+        """Every account as a DataFrame, secret references included (they are not secrets)."""
+        with self.db.connect() as con:
+            return con.execute(
+                f"SELECT {_ACCOUNT_COLS} FROM accounts a LEFT JOIN users u ON u.user_id = a.owner_user_id"
+                " ORDER BY a.kind, a.name"
+            ).df()
+
+    # -- subscriptions -----------------------------------------------------------------------
+    def subscribe(self, user: str, account: str) -> None:
+        """Subscribe ``user`` to ``account`` (idempotent)."""
+        u, a = self.get_user(user), self.get_account(account)
+        with self.db.atomic() as con:
+            con.execute(
+                "INSERT INTO subscriptions (user_id, account_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                [u.user_id, a.account_id],
+            )
+
+    def unsubscribe(self, user: str, account: str) -> None:
+        """Remove the subscription (idempotent); downloaded mail and sync state are kept."""
+        u, a = self.get_user(user), self.get_account(account)
+        with self.db.atomic() as con:
+            con.execute("DELETE FROM subscriptions WHERE user_id = ? AND account_id = ?", [u.user_id, a.account_id])
+
+    def subscribed_accounts(self, user: str) -> list[Account]:
+        """The accounts ``user`` subscribes to, general first, then by name."""
+        u = self.get_user(user)
+        with self.db.connect() as con:
+            rows = con.execute(
+                f"SELECT {_ACCOUNT_COLS} FROM subscriptions s JOIN accounts a ON a.account_id = s.account_id"
+                " LEFT JOIN users u ON u.user_id = a.owner_user_id WHERE s.user_id = ? ORDER BY a.kind, a.name",
+                [u.user_id],
+            ).fetchall()
+        return [_account_from_row(r) for r in rows]

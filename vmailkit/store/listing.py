@@ -1,0 +1,101 @@
+"""The mail list: filters that produce parameterised SQL, and paging that never loads a table."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+
+from ..errors import ValidationError
+from .db import Database
+
+LIST_COLUMNS = (
+    "e.email_id, e.sent_at, e.from_address, e.from_name, e.subject, e.status, e.direction,"
+    " e.has_attachments, e.size,"
+    " (SELECT string_agg(DISTINCT a.name, ', ' ORDER BY a.name) FROM email_locations l"
+    "   JOIN accounts a ON a.account_id = l.account_id WHERE l.email_id = e.email_id) AS accounts"
+)
+
+
+@dataclass(frozen=True)
+class EmailFilter:
+    """Criteria for the mail list; every value reaches SQL as a parameter.
+
+    ``search`` is a case-insensitive substring of subject, sender address/name or plain text body.
+    """
+
+    status: str | None = None
+    account: str | None = None
+    search: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    direction: str | None = None
+    user: str | None = None           # mails downloaded from accounts this user subscribes to
+
+    def where(self) -> tuple[str, list[Any]]:
+        """Return the WHERE clause (``""`` when no criteria) and its parameters."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        if self.status:
+            if self.status not in ("read", "unread"):
+                raise ValidationError("status", f"unknown status {self.status!r}; use read or unread")
+            clauses.append("e.status = ?")
+            params.append(self.status)
+        if self.direction:
+            if self.direction not in ("incoming", "outgoing"):
+                raise ValidationError("direction", f"unknown direction {self.direction!r}")
+            clauses.append("e.direction = ?")
+            params.append(self.direction)
+        if self.account:
+            clauses.append(
+                "EXISTS (SELECT 1 FROM email_locations l JOIN accounts a ON a.account_id = l.account_id"
+                " WHERE l.email_id = e.email_id AND a.name = ?)"
+            )
+            params.append(self.account)
+        if self.user:
+            clauses.append(
+                "EXISTS (SELECT 1 FROM email_locations l JOIN subscriptions s ON s.account_id = l.account_id"
+                " JOIN users u ON u.user_id = s.user_id WHERE l.email_id = e.email_id AND u.name = ?)"
+            )
+            params.append(self.user)
+        if self.search:
+            pattern = "%" + self.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            clauses.append(
+                "(e.subject ILIKE ? ESCAPE '\\' OR e.from_address ILIKE ? ESCAPE '\\'"
+                " OR e.from_name ILIKE ? ESCAPE '\\' OR e.body_text ILIKE ? ESCAPE '\\')"
+            )
+            params.extend([pattern] * 4)
+        if self.since is not None:
+            clauses.append("e.sent_at >= ?")
+            params.append(self.since)
+        if self.until is not None:
+            clauses.append("e.sent_at < ?")
+            params.append(self.until)
+        return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+class ListingMixin:
+    """The mail list (mixed into :class:`vmailkit.store.Store`)."""
+
+    db: Database
+
+    def list_emails(self, flt: EmailFilter | None = None, *, limit: int = 50, offset: int = 0) -> pd.DataFrame:
+        """One page of the mail list, newest first (mails without a date last)."""
+        if limit < 1 or limit > 10_000:
+            raise ValidationError("limit", "must be between 1 and 10000")
+        if offset < 0:
+            raise ValidationError("offset", "may not be negative")
+        where, params = (flt or EmailFilter()).where()
+        with self.db.connect() as con:
+            return con.execute(
+                f"SELECT {LIST_COLUMNS} FROM emails e {where}"
+                " ORDER BY e.sent_at DESC NULLS LAST, e.email_id DESC LIMIT ? OFFSET ?",
+                params + [limit, offset],
+            ).df()
+
+    def count_matching(self, flt: EmailFilter | None = None) -> int:
+        """How many mails the filter matches (for paging)."""
+        where, params = (flt or EmailFilter()).where()
+        with self.db.connect() as con:
+            return int(con.execute(f"SELECT count(*) FROM emails e {where}", params).fetchone()[0])

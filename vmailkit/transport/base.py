@@ -1,0 +1,128 @@
+"""What every transport shares: TLS contexts, socket options, error mapping, result records."""
+from __future__ import annotations
+
+import socket
+import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from ..accounts import Account
+from ..errors import (
+    AuthError,
+    HostError,
+    MailServerError,
+    MailTimeout,
+    ProtocolError,
+    StartTLSNotOffered,
+    TLSFailure,
+)
+
+DEFAULT_TIMEOUT = 30.0
+
+AUTH_HINT = (
+    "check the login and password; many providers need IMAP/POP access enabled in the mailbox settings "
+    "and an app password when two-factor sign-in is on"
+)
+
+
+@dataclass(frozen=True)
+class RemoteHeader:
+    """One message as listed by a header check, before download."""
+
+    key: str                 # IMAP UID as text, or POP3 UIDL
+    uid: int | None          # IMAP UID, None for POP3
+    size: int
+    header: bytes            # the header fields fetched (IMAP HEADER.FIELDS, POP3 TOP n 0)
+    has_attachments: bool
+
+
+@dataclass(frozen=True)
+class RemoteMessage:
+    """One downloaded message: its location key and the exact bytes the server sent."""
+
+    key: str
+    uid: int | None
+    raw: bytes
+
+
+def tls_context(account: Account) -> ssl.SSLContext:
+    """A verifying TLS context: certificates and host names are checked, TLS 1.2 at least.
+
+    The account's CA file, when set, is trusted in addition to the system store.
+    """
+    ctx = ssl.create_default_context()
+    if account.ca_file:
+        ctx.load_verify_locations(cafile=account.ca_file)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
+
+
+def set_nodelay(sock: socket.socket | None) -> None:
+    """Disable Nagle's algorithm: the protocol clients write small commands and wait for answers."""
+    if sock is None:
+        return
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:  # pragma: no cover - e.g. a unix socket
+        pass
+
+
+@contextmanager
+def mapped_errors(account: Account, stage: str = "") -> Iterator[None]:
+    """Turn low-level failures into :class:`MailServerError` subclasses with plain-words messages.
+
+    The original exception is not chained (its frames may hold the password).
+    """
+    where = f"{account.protocol.upper()} {account.host}:{account.port}"
+    try:
+        yield
+    except MailServerError:
+        raise
+    except socket.gaierror as exc:
+        raise HostError(account.name, f"host {account.host!r} not found ({exc.strerror or exc})") from None
+    except ssl.SSLCertVerificationError as exc:
+        raise TLSFailure(
+            account.name,
+            f"TLS certificate of {where} not accepted: {exc.verify_message or exc.reason}"
+            " (set the account's CA file for a private certificate authority)",
+        ) from None
+    except ssl.SSLError as exc:
+        raise TLSFailure(account.name, f"TLS failure with {where}: {exc.reason or exc}") from None
+    except (TimeoutError, socket.timeout):
+        raise MailTimeout(account.name, f"{where} did not answer in time{(' during ' + stage) if stage else ''}") from None
+    except ConnectionRefusedError:
+        raise HostError(account.name, f"{where} refused the connection (wrong port, or server down)") from None
+    except (ConnectionResetError, BrokenPipeError, EOFError) as exc:
+        raise ProtocolError(account.name, f"{where} closed the connection{(' during ' + stage) if stage else ''}: {exc or type(exc).__name__}") from None
+    except OSError as exc:
+        raise HostError(account.name, f"cannot reach {where}: {exc.strerror or exc}") from None
+
+
+def starttls_missing(account: Account) -> StartTLSNotOffered:
+    """The error for a server that does not offer STARTTLS/STLS (never a plaintext fallback)."""
+    command = "STARTTLS" if account.protocol == "imap" else "STLS"
+    return StartTLSNotOffered(
+        account.name,
+        f"{account.host}:{account.port} does not offer {command}; refusing to continue without encryption "
+        "(use security 'ssl' on the TLS port, or 'plain' only if you accept unencrypted passwords)",
+    )
+
+
+def auth_failed(account: Account, server_text: str) -> AuthError:
+    """The error for a rejected login, with the server's words and the usual hint."""
+    server_text = server_text.strip()
+    return AuthError(
+        account.name,
+        f"login as {account.login!r} rejected by {account.host}"
+        f"{': ' + server_text if server_text else ''}; {AUTH_HINT}",
+    )
+
+
+def decode_server_text(data: object) -> str:
+    """Best-effort text of a server response item for error messages."""
+    if isinstance(data, (list, tuple)):
+        data = data[0] if data else b""
+    if isinstance(data, bytes):
+        return data.decode("utf-8", "replace")
+    return str(data)

@@ -1,0 +1,161 @@
+"""A small parser for IMAP FETCH responses as returned by :mod:`imaplib`.
+
+imaplib hands a FETCH response over as a flat list: for each message, zero or more
+``(text_ending_in_{n}, literal_bytes)`` tuples followed by the closing ``bytes`` line. This module
+turns it into one dict per message, with nested lists for parenthesised values (BODYSTRUCTURE),
+``bytes`` for strings and literals, ``None`` for NIL.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+_TOKEN = re.compile(
+    rb'\s*(?:(?P<open>\()|(?P<close>\))|"(?P<quoted>(?:\\.|[^"\\])*)"'
+    rb"|\{(?P<literal>\d+)\}\s*$"
+    rb"|(?P<atom>[^\s()\"\[\]{]+(?:\[[^\]]*\](?:<\d+>)?)?))",
+    re.S,
+)
+_UNESCAPE = re.compile(rb"\\(.)", re.S)
+
+_LITERAL = object()
+
+
+class FetchParseError(ValueError):
+    """The server's FETCH response could not be understood."""
+
+
+def _tokens(text: bytes, literal: bytes | None) -> Iterator[Any]:
+    pos, end = 0, len(text)
+    while pos < end:
+        m = _TOKEN.match(text, pos)
+        if m is None:
+            if text[pos:].strip() == b"":
+                return
+            raise FetchParseError(f"unexpected data in FETCH response near {text[pos:pos + 40]!r}")
+        pos = m.end()
+        kind = m.lastgroup
+        if kind == "open":
+            yield "("
+        elif kind == "close":
+            yield ")"
+        elif kind == "quoted":
+            yield _UNESCAPE.sub(rb"\1", m.group("quoted"))
+        elif kind == "literal":
+            if literal is None:
+                raise FetchParseError("literal announced but not delivered")
+            yield (_LITERAL, literal)
+            literal = None
+        else:
+            atom = m.group("atom")
+            yield None if atom.upper() == b"NIL" else atom
+
+
+def _build(tokens: Iterator[Any]) -> list[Any]:
+    """Nest tokens into lists until the matching ')'."""
+    out: list[Any] = []
+    for tok in tokens:
+        if tok == "(":
+            out.append(_build(tokens))
+        elif tok == ")":
+            return out
+        elif isinstance(tok, tuple):
+            out.append(tok[1])
+        else:
+            out.append(tok)
+    return out
+
+
+def _parse_one(parts: list[tuple[bytes, bytes | None]]) -> dict[str, Any]:
+    def stream() -> Iterator[Any]:
+        for text, literal in parts:
+            yield from _tokens(text, literal)
+
+    tokens = stream()
+    seq = next(tokens, None)
+    if not isinstance(seq, bytes) or not seq.isdigit():
+        raise FetchParseError(f"FETCH response without sequence number: {parts[0][0][:60]!r}")
+    items = _build(tokens)
+    if len(items) != 1 or not isinstance(items[0], list):
+        raise FetchParseError(f"malformed FETCH response for message {int(seq)}")
+    pairs = items[0]
+    result: dict[str, Any] = {"SEQ": int(seq)}
+    for i in range(0, len(pairs) - 1, 2):
+        key = pairs[i]
+        if isinstance(key, bytes):
+            result[key.decode("ascii", "replace").upper()] = pairs[i + 1]
+    return result
+
+
+def parse_fetch(data: Iterable[Any]) -> list[dict[str, Any]]:
+    """Parse imaplib's FETCH data into one dict per message.
+
+    Keys are upper-case item names as sent (``UID``, ``RFC822.SIZE``, ``FLAGS``, ``BODYSTRUCTURE``,
+    ``BODY[]``, ``BODY[HEADER.FIELDS (FROM SUBJECT)]``). Raises :class:`FetchParseError`.
+    """
+    messages: list[dict[str, Any]] = []
+    parts: list[tuple[bytes, bytes | None]] = []
+    for item in data:
+        if item is None:
+            continue
+        if isinstance(item, tuple):
+            parts.append((item[0], item[1]))
+            continue
+        parts.append((item, None))
+        messages.append(_parse_one(parts))
+        parts = []
+    if parts:
+        messages.append(_parse_one(parts))
+    return messages
+
+
+def body_item(message: dict[str, Any], prefix: str = "BODY[") -> bytes | None:
+    """Return the first body section value (``BODY[...]``) of a parsed message."""
+    for key, value in message.items():
+        if key.startswith(prefix) and isinstance(value, bytes):
+            return value
+    return None
+
+
+def has_attachments(bodystructure: Any) -> bool:
+    """True when a BODYSTRUCTURE shows an attachment.
+
+    An attachment is a part with disposition ``attachment``, or a non-multipart part that carries a
+    ``name``/``filename`` parameter (how mail programs mark files, including inline images).
+    """
+    if not isinstance(bodystructure, list):
+        return False
+    stack: list[Any] = [bodystructure]
+    while stack:
+        node = stack.pop()
+        if not isinstance(node, list):
+            continue
+        if len(node) >= 2 and isinstance(node[0], bytes) and node[0].lower() == b"attachment":
+            return True
+        if (
+            len(node) >= 2
+            and len(node) % 2 == 0
+            and all(isinstance(x, bytes) for x in node)
+            and any(node[i].lower() in (b"name", b"filename", b"filename*", b"name*") or node[i].lower().startswith((b"filename*", b"name*")) for i in range(0, len(node), 2))
+        ):
+            return True
+        stack.extend(x for x in node if isinstance(x, list))
+    return False
+
+
+def compress_uids(uids: Iterable[int]) -> str:
+    """Render UIDs as an IMAP sequence set with ranges: ``[1,2,3,7]`` → ``"1:3,7"``."""
+    ordered = sorted(set(uids))
+    if not ordered:
+        raise ValueError("no UIDs")
+    ranges: list[str] = []
+    start = prev = ordered[0]
+    for uid in ordered[1:]:
+        if uid == prev + 1:
+            prev = uid
+            continue
+        ranges.append(f"{start}:{prev}" if prev != start else str(start))
+        start = prev = uid
+    ranges.append(f"{start}:{prev}" if prev != start else str(start))
+    return ",".join(ranges)

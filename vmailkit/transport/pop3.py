@@ -1,0 +1,204 @@
+"""POP3 transport through :mod:`poplib`, with implicit TLS, STLS or plain.
+
+The server is never changed: no DELE is ever sent, and QUIT is only sent after reading.
+"""
+from __future__ import annotations
+
+import poplib
+from collections.abc import Iterable, Iterator
+
+from ..accounts import Account
+from ..errors import ProtocolError
+from .base import (
+    DEFAULT_TIMEOUT,
+    RemoteHeader,
+    RemoteMessage,
+    auth_failed,
+    mapped_errors,
+    set_nodelay,
+    starttls_missing,
+    tls_context,
+)
+
+#: Longest line accepted from the server. poplib's own limit (2,048 bytes) loses real mail with
+#: long lines; this one only protects against a server that never ends a line.
+MAX_LINE = 256 * 1024 * 1024
+FETCH_CHUNK_BYTES = 8 * 1024 * 1024
+FETCH_CHUNK_MAX = 200
+
+
+class _LongLines:
+    """Mixin lifting poplib's 2,048-byte line limit (per instance, the module stays untouched)."""
+
+    file: object
+
+    def _getline(self):  # type: ignore[no-untyped-def]
+        line = self.file.readline(MAX_LINE + 1)  # type: ignore[attr-defined]
+        if len(line) > MAX_LINE:
+            raise poplib.error_proto("line too long")
+        if not line:
+            raise poplib.error_proto("-ERR EOF")
+        octets = len(line)
+        if line[-2:] == b"\r\n":
+            return line[:-2], octets
+        if line[:1] == b"\r":
+            return line[1:-1], octets
+        return line[:-1], octets
+
+
+class _POP3(_LongLines, poplib.POP3):
+    pass
+
+
+class _POP3_SSL(_LongLines, poplib.POP3_SSL):
+    pass
+
+
+class Pop3Session:
+    """An open, logged-in POP3 connection. Use as a context manager."""
+
+    folder = "INBOX"
+    uidvalidity = 0
+
+    def __init__(self, account: Account, password: str, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.account = account
+        self._password = password
+        self.timeout = timeout
+        self.client: poplib.POP3 | None = None
+        self._numbers: dict[str, int] = {}
+        self._sizes: dict[int, int] = {}
+
+    def __enter__(self) -> "Pop3Session":
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def open(self) -> None:
+        """Connect, secure, authenticate and read the UIDL and LIST tables."""
+        acc = self.account
+        with mapped_errors(acc, "connect"):
+            if acc.security == "ssl":
+                client: poplib.POP3 = _POP3_SSL(acc.host, acc.port, context=tls_context(acc), timeout=self.timeout)
+            else:
+                client = _POP3(acc.host, acc.port, timeout=self.timeout)
+            self.client = client
+            set_nodelay(client.sock)
+            if acc.security == "starttls":
+                try:
+                    caps = client.capa()
+                except poplib.error_proto:
+                    caps = {}
+                if "STLS" not in caps:
+                    raise starttls_missing(acc)
+                client.stls(context=tls_context(acc))
+        password, self._password = self._password, ""
+        with mapped_errors(acc, "login"):
+            try:
+                client.user(acc.login)
+                client.pass_(password)
+            except poplib.error_proto as exc:
+                raise auth_failed(acc, _text(exc)) from None
+            finally:
+                del password
+        self._load_tables()
+
+    def _load_tables(self) -> None:
+        assert self.client is not None
+        with mapped_errors(self.account, "UIDL"):
+            try:
+                _, uidl_lines, _ = self.client.uidl()
+                _, list_lines, _ = self.client.list()
+            except poplib.error_proto as exc:
+                raise ProtocolError(self.account.name, f"UIDL/LIST failed: {_text(exc)}") from None
+        numbers: dict[str, int] = {}
+        for line in uidl_lines:
+            num, _, uidl = line.decode("ascii", "replace").partition(" ")
+            if num.isdigit() and uidl:
+                numbers.setdefault(uidl.strip(), int(num))
+        self._numbers = numbers
+        sizes: dict[int, int] = {}
+        for line in list_lines:
+            num, _, size = line.decode("ascii", "replace").partition(" ")
+            if num.isdigit():
+                sizes[int(num)] = int(size.split()[0]) if size.split() and size.split()[0].isdigit() else 0
+        self._sizes = sizes
+
+    def close(self) -> None:
+        """Send QUIT (no message is deleted: vmailkit never sends DELE); never raises."""
+        client, self.client = self.client, None
+        if client is None:
+            return
+        try:
+            client.quit()
+        except Exception:  # noqa: BLE001
+            try:
+                client.close()
+            except Exception:  # noqa: BLE001
+                pass
+
+    def uidls(self) -> list[str]:
+        """Every UIDL on the server, in message-number order (oldest first)."""
+        return sorted(self._numbers, key=self._numbers.__getitem__)
+
+    def headers(self, uidls: Iterable[str]) -> Iterator[RemoteHeader]:
+        """Headers (``TOP n 0``) and sizes of ``uidls``; unknown UIDLs are skipped.
+
+        POP3 shows no body structure before download: ``has_attachments`` is true for
+        ``multipart/mixed`` messages.
+        """
+        assert self.client is not None
+        for uidl in uidls:
+            num = self._numbers.get(uidl)
+            if num is None:
+                continue
+            with mapped_errors(self.account, "TOP"):
+                try:
+                    _, lines, _ = self.client.top(num, 0)
+                except poplib.error_proto as exc:
+                    raise ProtocolError(self.account.name, f"TOP {num} failed: {_text(exc)}") from None
+            header = b"\r\n".join(lines) + b"\r\n"
+            yield RemoteHeader(
+                key=uidl, uid=None, size=self._sizes.get(num, 0), header=header,
+                has_attachments=_multipart_mixed(header),
+            )
+
+    def fetch(self, uidls: Iterable[str], *, chunk_bytes: int = FETCH_CHUNK_BYTES) -> Iterator[list[RemoteMessage]]:
+        """Yield chunks of messages (``RETR``), with the bytes as sent, dot-unstuffed, CRLF line ends."""
+        assert self.client is not None
+        chunk: list[RemoteMessage] = []
+        total = 0
+        for uidl in uidls:
+            num = self._numbers.get(uidl)
+            if num is None:
+                continue
+            with mapped_errors(self.account, "RETR"):
+                try:
+                    _, lines, _ = self.client.retr(num)
+                except poplib.error_proto as exc:
+                    raise ProtocolError(self.account.name, f"RETR {num} failed: {_text(exc)}") from None
+            raw = b"\r\n".join(lines) + b"\r\n" if lines else b""
+            chunk.append(RemoteMessage(key=uidl, uid=None, raw=raw))
+            total += len(raw)
+            if total >= chunk_bytes or len(chunk) >= FETCH_CHUNK_MAX:
+                yield chunk
+                chunk, total = [], 0
+        if chunk:
+            yield chunk
+
+
+def _text(exc: BaseException) -> str:
+    arg = exc.args[0] if exc.args else exc
+    return arg.decode("utf-8", "replace") if isinstance(arg, bytes) else str(arg)
+
+
+def _multipart_mixed(header: bytes) -> bool:
+    from email.parser import BytesHeaderParser
+    from email import policy
+
+    try:
+        msg = BytesHeaderParser(policy=policy.compat32).parsebytes(header)
+        return msg.get_content_type() == "multipart/mixed"
+    except Exception:  # noqa: BLE001
+        return False
