@@ -54,7 +54,8 @@ class ImapSession:
 
     # -- lifecycle ---------------------------------------------------------------------------
     def __enter__(self) -> "ImapSession":
-        self.open()
+        if self.mailbox is None:
+            self.open()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -91,7 +92,8 @@ class ImapSession:
         except MailboxStarttlsError:
             raise starttls_missing(acc) from None
         except imaplib.IMAP4.error as exc:
-            if "STARTTLS" in str(exc).upper():
+            # imaplib checks the CAPABILITY list: "TLS not supported by server"
+            if "TLS" in str(exc).upper() and "NOT SUPPORTED" in str(exc).upper():
                 raise starttls_missing(acc) from None
             raise ProtocolError(acc.name, f"STARTTLS failed: {exc}") from None
 

@@ -69,7 +69,8 @@ class Pop3Session:
         self._sizes: dict[int, int] = {}
 
     def __enter__(self) -> "Pop3Session":
-        self.open()
+        if self.client is None:
+            self.open()
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -1,0 +1,823 @@
+"""A private, throw-away Dovecot IMAP/POP3 server for the real-server tests.
+
+``DovecotServer(base_dir)`` writes its own ``dovecot.conf`` (no ``!include`` of
+/etc/dovecot), passwd-files, a self-signed CA + server certificate and one
+Maildir per user below ``base_dir`` and runs ``dovecot -c <conf>`` listening
+on free high ports of 127.0.0.1 only::
+
+    with DovecotServer(tmp_path) as srv:
+        user = srv.new_user()
+        srv.deliver(user.name, b"Subject: hi\\r\\n\\r\\nbody\\r\\n")
+        ctx = ssl.create_default_context(cafile=srv.ca_file)
+        imap = imaplib.IMAP4_SSL(srv.host, srv.imaps_port, ssl_context=ctx)
+
+Layout below ``base_dir``::
+
+    dovecot.conf  dovecot.log  dovecot.start.out
+    passwd.d/<user>  one passwd-file per user (``{PLAIN}`` passwords)
+    run/          Dovecot base_dir (sockets, master.pid)
+    state/        Dovecot state_dir
+    ssl/          ca.crt (``ca_file``), server.crt, server.key
+    mail/<user>/Maildir   per-user Maildir++ (``maildir(user)``)
+
+Running as root (CI): Dovecot refuses to run mail processes as uid 0, so
+mail is owned by ``nobody``/``nogroup`` (65534).  pytest's temp directories
+are mode 0700, which ``nobody`` cannot traverse, so the mail processes chroot
+into ``base_dir/mail`` (passwd-file home ``<base>/mail/./<user>``; chroot()
+happens while still root, then privileges are dropped).  The auth process
+runs as root so that it can read the passwd-file inside the private tree.
+
+Running as a normal user: every Dovecot service and the mail run as the
+current uid, chroots are switched off.
+
+Timing (Dovecot 2.3.19): start ~0.05-0.1s; stop ~0.25s (the master would
+sleep a fixed 1s for its log process; ``stop()`` cuts that short); a failed
+login answers after ~0.5s (auth flushes failures on a 500 ms timer even with
+``auth_failure_delay = 0``).
+
+Needs the Debian packages ``dovecot-imapd`` and ``dovecot-pop3d`` (they pull
+in ``dovecot-core``) and the ``openssl`` command line tool.
+"""
+
+from __future__ import annotations
+
+import atexit
+import base64
+import contextlib
+import grp
+import imaplib
+import itertools
+import os
+import pwd
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = [
+    "DovecotError",
+    "DovecotServer",
+    "MailUser",
+    "find_dovecot",
+    "imap_utf7_encode",
+]
+
+#: Environment variable overriding where the ``dovecot`` binary is.  If it is
+#: set, *only* that path is considered (so ``VMAILKIT_DOVECOT=/nonexistent``
+#: simulates a machine without Dovecot).
+DOVECOT_ENV = "VMAILKIT_DOVECOT"
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+@-]{0,63}$")
+_MAX_UNIX_SOCKET_PATH = 100  # sun_path is 108 bytes; keep a margin
+_counter = itertools.count(1)
+
+
+class DovecotError(RuntimeError):
+    """Dovecot could not be started/stopped; the message has the log tail."""
+
+
+@dataclass(frozen=True)
+class MailUser:
+    name: str  # login name (also the passwd-file user name)
+    password: str
+    address: str  # e-mail address, ``name@example.test``
+
+
+def find_dovecot() -> str | None:
+    """Path of the ``dovecot`` binary or None.
+
+    ``$VMAILKIT_DOVECOT`` wins if set (even if it points nowhere); otherwise
+    ``PATH`` and then ``/usr/sbin/dovecot`` / ``/usr/local/sbin/dovecot``.
+    """
+    override = os.environ.get(DOVECOT_ENV)
+    if override:
+        p = Path(override)
+        return str(p) if p.is_file() and os.access(p, os.X_OK) else None
+    found = shutil.which("dovecot")
+    if found:
+        return found
+    for cand in ("/usr/sbin/dovecot", "/usr/local/sbin/dovecot"):
+        if os.access(cand, os.X_OK):
+            return cand
+    return None
+
+
+def imap_utf7_encode(name: str) -> str:
+    """Modified UTF-7 (RFC 3501 5.1.3) for IMAP mailbox names."""
+    out: list[str] = []
+    buf: list[str] = []
+
+    def flush() -> None:
+        if buf:
+            b = base64.b64encode("".join(buf).encode("utf-16-be")).decode("ascii")
+            out.append("&" + b.rstrip("=").replace("/", ",") + "-")
+            buf.clear()
+
+    for ch in name:
+        if 0x20 <= ord(ch) <= 0x7E:
+            flush()
+            out.append("&-" if ch == "&" else ch)
+        else:
+            buf.append(ch)
+    flush()
+    return "".join(out)
+
+
+def _free_ports(n: int) -> list[int]:
+    """Reserve ``n`` distinct free TCP ports on 127.0.0.1 (bind 0, close)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def _pid_alive(pid: int) -> bool:
+    """True if ``pid`` exists and is not a zombie.
+
+    The daemonised master is not our child, and PID 1 in a container does not
+    always reap, so a killed master may linger as a zombie: treat it as dead.
+    """
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc: trust kill(0)
+    state = stat.rsplit(")", 1)[1].split()[0]
+    return state not in ("Z", "X")
+
+
+def _descendants(pid: int) -> list[int]:
+    """All descendant pids of ``pid`` (via /proc; empty if unavailable)."""
+    children: dict[int, list[int]] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    for e in entries:
+        if not e.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{e}/stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(e))
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+class DovecotServer:
+    """A private Dovecot on 127.0.0.1 (see the module docstring).
+
+    Attributes: ``host``, ``imap_port``, ``pop3_port`` (plain, STARTTLS/STLS
+    offered when ``tls``), ``imaps_port``, ``pop3s_port`` (None if not
+    ``tls``), ``ca_file`` (None if not ``tls``), ``pid`` (master pid while
+    running), ``log_file``, ``conf_file``, ``mail_uid``, ``mail_gid``,
+    ``startup_seconds``.
+    """
+
+    host = "127.0.0.1"
+    domain = "example.test"
+
+    def __init__(
+        self,
+        base_dir: Path | str,
+        *,
+        tls: bool = True,
+        dovecot_bin: str | None = None,
+        start_timeout: float = 20.0,
+        debug: bool = False,
+    ) -> None:
+        self.base_dir = Path(base_dir).resolve()
+        self.tls = tls
+        self.debug = debug
+        self.start_timeout = start_timeout
+        self.dovecot_bin = dovecot_bin or find_dovecot()
+        if not self.dovecot_bin:
+            raise DovecotError("dovecot binary not found (install dovecot-imapd dovecot-pop3d)")
+
+        self.conf_file = self.base_dir / "dovecot.conf"
+        self.passwd_dir = self.base_dir / "passwd.d"
+        self.log_file = self.base_dir / "dovecot.log"
+        self.state_dir = self.base_dir / "state"
+        self.mail_root = self.base_dir / "mail"
+        self.ssl_dir = self.base_dir / "ssl"
+        self.run_dir = self.base_dir / "run"
+        self._own_run_dir = False
+        if len(str(self.run_dir)) + 26 > _MAX_UNIX_SOCKET_PATH:
+            # unix socket paths (e.g. run/replication-notify-fifo) are limited
+            # to 108 bytes: use a short directory instead
+            self.run_dir = Path(tempfile.mkdtemp(prefix="vmk-dovecot-"))
+            self._own_run_dir = True
+        self.pid_file = self.run_dir / "master.pid"
+
+        self.is_root = os.geteuid() == 0
+        if self.is_root:
+            nobody = pwd.getpwnam("nobody")
+            self.mail_uid = nobody.pw_uid
+            self.mail_gid = _nogroup_gid(nobody.pw_gid)
+        else:
+            self.mail_uid = os.geteuid()
+            self.mail_gid = os.getegid()
+
+        self.ca_file: Path | None = (self.ssl_dir / "ca.crt") if tls else None
+        self.server_cert: Path | None = (self.ssl_dir / "server.crt") if tls else None
+        self.server_key: Path | None = (self.ssl_dir / "server.key") if tls else None
+
+        self.imap_port: int | None = None
+        self.pop3_port: int | None = None
+        self.imaps_port: int | None = None
+        self.pop3s_port: int | None = None
+        self.pid: int | None = None
+        self.startup_seconds: float | None = None
+        self._users: dict[str, str] = {}
+        self._instance = f"vmk{os.getpid()}x{next(_counter)}"
+
+    # ------------------------------------------------------------------ users
+    def add_user(self, name: str, password: str) -> MailUser:
+        """Add (or re-password) a user; works before and after ``start()``.
+
+        Each user has a one-line passwd-file ``passwd.d/<name>`` (the
+        passdb/userdb path is ``passwd.d/%u``).  Dovecot's passwd-file driver
+        re-stat()s a cached file at most once per second, so with a single
+        shared file a user added right after a login stayed invisible for up
+        to a second; a new per-user file is never cached, so new users are
+        visible immediately.  Changing an existing user's password while the
+        server runs sleeps ~1s for the cache to expire.
+        """
+        if not _NAME_RE.match(name):
+            raise ValueError(f"unsupported user name {name!r}")
+        if not password or any(c in password for c in ":\r\n\0"):
+            raise ValueError("password must be non-empty without ':' / newlines")
+        changed = self._users.get(name) not in (None, password)
+        self._users[name] = password
+        home = self.mail_root / name
+        home.mkdir(parents=True, exist_ok=True)
+        self._chown(home)
+        self._write_passwd(name)
+        if changed and self.running:
+            time.sleep(1.1)
+        return MailUser(name, password, f"{name}@{self.domain}")
+
+    def new_user(self, prefix: str = "u") -> MailUser:
+        """Create a fresh user with a unique name and random password."""
+        name = f"{prefix}{next(_counter)}x{uuid.uuid4().hex[:6]}"
+        return self.add_user(name, "pw-" + uuid.uuid4().hex[:12])
+
+    def password(self, user: str) -> str:
+        return self._users[user]
+
+    @property
+    def users(self) -> dict[str, str]:
+        return dict(self._users)
+
+    def _home_field(self, name: str) -> str:
+        # "/./" marks the chroot: the mail process chroot()s into mail_root
+        # while still root, then switches to mail_uid.
+        if self.is_root:
+            return f"{self.mail_root}/./{name}"
+        return f"{self.mail_root}/{name}"
+
+    def _write_passwd(self, name: str) -> None:
+        self.passwd_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.passwd_dir, 0o700)
+        line = (
+            f"{name}:{{PLAIN}}{self._users[name]}:{self.mail_uid}:{self.mail_gid}"
+            f"::{self._home_field(name)}::\n"
+        )
+        path = self.passwd_dir / name
+        old = None
+        with contextlib.suppress(FileNotFoundError):
+            old = path.stat()
+        tmp = self.passwd_dir / f".{name}.tmp"
+        tmp.write_text(line)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+        if old is not None:
+            new = path.stat()
+            if int(new.st_mtime) == int(old.st_mtime) and new.st_size == old.st_size:
+                # same second and size (password change): make the change visible
+                os.utime(path, (old.st_atime, int(old.st_mtime) + 1))
+
+    # -------------------------------------------------------------- lifecycle
+    @property
+    def running(self) -> bool:
+        return self.pid is not None and _pid_alive(self.pid)
+
+    def start(self) -> "DovecotServer":
+        if self.running:
+            return self
+        t0 = time.monotonic()
+        for d in (self.base_dir, self.state_dir, self.mail_root, self.run_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.mail_root, 0o755)
+        if self.tls and not self.ca_file.exists():
+            self._make_certs()
+        self.passwd_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.passwd_dir, 0o700)
+        fixed_ports = self.imap_port is not None  # restart(): keep ports
+        last_err: DovecotError | None = None
+        for _attempt in range(1 if fixed_ports else 3):
+            if not fixed_ports:
+                self._pick_ports()
+            try:
+                self._launch()
+                self._wait_ready(t0 + self.start_timeout)
+                self.startup_seconds = time.monotonic() - t0
+                atexit.register(self.stop)
+                return self
+            except DovecotError as exc:
+                last_err = exc
+                self._kill()
+                if "Address already in use" not in str(exc):
+                    break
+        assert last_err is not None
+        raise last_err
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM the master, wait, SIGKILL fallback.  Idempotent."""
+        if self.pid is None:
+            return
+        self._kill(timeout)
+        atexit.unregister(self.stop)
+        if self._own_run_dir:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+
+    def restart(self) -> None:
+        """Stop and start again on the same ports (mail and users are kept)."""
+        self.stop()
+        self.start()
+
+    def __enter__(self) -> "DovecotServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return (
+            f"<DovecotServer {self.host} imap={self.imap_port} imaps={self.imaps_port} "
+            f"pop3={self.pop3_port} pop3s={self.pop3s_port} pid={self.pid} base={self.base_dir}>"
+        )
+
+    def log_tail(self, lines: int = 40) -> str:
+        parts = []
+        for f in (self.base_dir / "dovecot.start.out", self.log_file):
+            with contextlib.suppress(OSError):
+                text = f.read_text(errors="replace").splitlines()[-lines:]
+                if text:
+                    parts.append(f"--- {f.name}\n" + "\n".join(text))
+        return "\n".join(parts) or "(no log output)"
+
+    def _pick_ports(self) -> None:
+        ports = _free_ports(4 if self.tls else 2)
+        self.imap_port, self.pop3_port = ports[0], ports[1]
+        if self.tls:
+            self.imaps_port, self.pop3s_port = ports[2], ports[3]
+
+    def _launch(self) -> None:
+        self.conf_file.write_text(self._config())
+        with contextlib.suppress(FileNotFoundError):
+            self.pid_file.unlink()
+        out = self.base_dir / "dovecot.start.out"
+        # stdout/stderr go to a file, not a pipe: the daemon would keep a
+        # pipe open and make communicate() hang.
+        with open(out, "wb") as fh:
+            try:
+                rc = subprocess.run(
+                    [self.dovecot_bin, "-c", str(self.conf_file)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=fh,
+                    stderr=subprocess.STDOUT,
+                    timeout=self.start_timeout,
+                    start_new_session=True,
+                ).returncode
+            except subprocess.TimeoutExpired:
+                rc = -1
+        if rc != 0:
+            raise DovecotError(f"`dovecot -c {self.conf_file}` exited with {rc}\n{self.log_tail()}")
+
+    def _wait_ready(self, deadline: float) -> None:
+        while True:
+            with contextlib.suppress(OSError, ValueError):
+                self.pid = int(self.pid_file.read_text().split()[0])
+                break
+            if time.monotonic() > deadline:
+                raise DovecotError(f"no {self.pid_file} after start\n{self.log_tail()}")
+            time.sleep(0.02)
+        # plain ports: wait for the greeting (login process up); TLS ports:
+        # wait for accept.
+        checks = [(self.imap_port, b"* OK", b"a LOGOUT\r\n"), (self.pop3_port, b"+OK", b"QUIT\r\n")]
+        checks += [(p, None, None) for p in (self.imaps_port, self.pop3s_port) if p]
+        for port, greeting, bye in checks:
+            while True:
+                if not _pid_alive(self.pid):
+                    raise DovecotError(f"dovecot (pid {self.pid}) died during start\n{self.log_tail()}")
+                try:
+                    with socket.create_connection((self.host, port), timeout=1.0) as s:
+                        if greeting is None:
+                            break
+                        if s.recv(64).startswith(greeting):
+                            s.sendall(bye)
+                            break
+                except OSError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise DovecotError(
+                        f"port {port} not ready after {self.start_timeout}s\n{self.log_tail()}"
+                    )
+                time.sleep(0.02)
+
+    def _kill(self, timeout: float = 10.0) -> None:
+        pid, self.pid = self.pid, None
+        if pid is None:  # failed start: the pid file is from our launch
+            with contextlib.suppress(OSError, ValueError):
+                pid = int(self.pid_file.read_text().split()[0])
+        if pid is None or not _pid_alive(pid):
+            return
+        kids = [k for k in _descendants(pid) if self._is_ours(k)]
+        log_kids = [k for k in kids if self._is_ours(k, "log")]
+        others = [k for k in kids if k not in log_kids]
+        # SIGTERM the master *and* the processes serving clients: logged-in
+        # imap/pop3 processes and login processes with pending clients do not
+        # notice the master's exit (shutdown_clients notwithstanding) and
+        # would outlive it, holding connections open.
+        client_procs = [
+            k for k in others
+            if any(self._is_ours(k, svc) for svc in ("imap", "pop3", "imap-login", "pop3-login"))
+        ]
+        for p in [pid, *client_procs]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        quiet_since = None
+        while _pid_alive(pid) and time.monotonic() < deadline:
+            if not any(_pid_alive(k) for k in others):
+                # Only the log process is left: the master now just sleeps a
+                # fixed second for it to drain.  Give it 0.2s instead.
+                quiet_since = quiet_since or time.monotonic()
+                if time.monotonic() - quiet_since > 0.2:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+            time.sleep(0.01)
+        leftovers = [p for p in [pid, *kids] if _pid_alive(p)]
+        for p in leftovers:  # fallback: only our master and its children
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while any(_pid_alive(p) for p in leftovers) and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def _is_ours(self, pid: int, service: str | None = None) -> bool:
+        """Is ``pid`` a process of this instance (title ``dovecot-<instance>/<service>``)?"""
+        try:
+            title = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+        except OSError:
+            return False
+        prefix = f"dovecot-{self._instance}/"
+        if not title.startswith(prefix):
+            return False
+        return service is None or title[len(prefix):].split(" ")[0] == service
+
+    # ------------------------------------------------------------ config/tls
+    def _config(self) -> str:
+        q = _quote
+        b = []
+        a = b.append
+        a("# generated by vmailkit tests/dovecot.py -- private test instance")
+        a(f"instance_name = {self._instance}")
+        a(f"base_dir = {q(self.run_dir)}")
+        a(f"state_dir = {q(self.state_dir)}")
+        a(f"log_path = {q(self.log_file)}")
+        a(f"info_log_path = {q(self.log_file)}")
+        a(f"debug_log_path = {q(self.log_file)}")
+        a("protocols = imap pop3")
+        a(f"listen = {self.host}")
+        a("shutdown_clients = yes")
+        a("disable_plaintext_auth = no")
+        a("auth_mechanisms = plain login")
+        # fast wrong-password tests: no failure delay (2.3 still answers on a
+        # 500 ms timer), and no anvil "auth penalty" (grows by ~4.5s per
+        # failure from one IP, login_trusted_networks or not); mode = 0 on
+        # its socket (below) disables it.
+        a("auth_failure_delay = 0")
+        a("auth_cache_size = 0")
+        a(f"auth_verbose = {'yes' if self.debug else 'no'}")
+        a(f"auth_debug = {'yes' if self.debug else 'no'}")
+        a(f"mail_debug = {'yes' if self.debug else 'no'}")
+        a(f"verbose_ssl = {'yes' if self.debug else 'no'}")
+        a("login_trusted_networks = 127.0.0.0/8")
+        a("mail_location = maildir:~/Maildir")
+        a("mail_fsync = never")
+        a("mail_max_userip_connections = 200")
+        a("pop3_uidl_format = %08Xu%08Xv")
+        a("first_valid_uid = 1")
+        a("first_valid_gid = 1")
+        if self.tls:
+            a("ssl = yes")
+            a(f"ssl_cert = <{self.server_cert}")
+            a(f"ssl_key = <{self.server_key}")
+            a("ssl_min_protocol = TLSv1.2")
+        else:
+            a("ssl = no")
+        a(f"passdb {{\n  driver = passwd-file\n  args = scheme=PLAIN username_format=%u {self.passwd_dir}/%u\n}}")
+        a(f"userdb {{\n  driver = passwd-file\n  args = username_format=%u {self.passwd_dir}/%u\n}}")
+        a(
+            "namespace inbox {\n  inbox = yes\n  separator = /\n"
+            "  mailbox Drafts {\n    special_use = \\Drafts\n  }\n"
+            "  mailbox Junk {\n    special_use = \\Junk\n  }\n"
+            "  mailbox Sent {\n    special_use = \\Sent\n  }\n"
+            "  mailbox Trash {\n    special_use = \\Trash\n  }\n}"
+        )
+        login_extra = anvil_extra = ""
+        if self.is_root:
+            a(f"valid_chroot_dirs = {self.mail_root}")
+            a(f"default_internal_user = {_existing_user('dovecot')}")
+            a(f"default_internal_group = {_existing_group('dovecot')}")
+            a(f"default_login_user = {_existing_user('dovenull')}")
+            # the passwd-file lives in a 0700 pytest dir: auth must be root
+            a("service auth {\n  user = root\n}")
+        else:
+            me = pwd.getpwuid(os.geteuid()).pw_name
+            mygroup = grp.getgrgid(os.getegid()).gr_name
+            a(f"default_internal_user = {me}")
+            a(f"default_internal_group = {mygroup}")
+            a(f"default_login_user = {me}")
+            anvil_extra = "  chroot =\n"
+            a("service auth-worker {\n  user = $default_internal_user\n}")
+            login_extra = "  chroot =\n"
+        a("service anvil {\n  unix_listener anvil-auth-penalty {\n    mode = 0\n  }\n" + anvil_extra + "}")
+        for svc, plain, tlsname, pport, tport in (
+            ("imap", "imap", "imaps", self.imap_port, self.imaps_port),
+            ("pop3", "pop3", "pop3s", self.pop3_port, self.pop3s_port),
+        ):
+            a(
+                f"service {svc}-login {{\n"
+                f"  inet_listener {plain} {{\n    address = {self.host}\n    port = {pport}\n  }}\n"
+                f"  inet_listener {tlsname} {{\n    address = {self.host}\n    port = {tport or 0}\n"
+                f"    ssl = {'yes' if tport else 'no'}\n  }}\n"
+                "  service_count = 0\n  process_min_avail = 1\n"
+                f"{login_extra}}}"
+            )
+        return "\n".join(b) + "\n"
+
+    def _make_certs(self) -> None:
+        """Self-signed CA + server cert (SAN IP:127.0.0.1, DNS:localhost).
+
+        Extensions satisfy OpenSSL's X509_STRICT checks, which Python 3.13+
+        enables by default in ``ssl.create_default_context()``.
+        """
+        d = self.ssl_dir
+        d.mkdir(parents=True, exist_ok=True)
+        openssl = shutil.which("openssl")
+        if not openssl:
+            raise DovecotError("the openssl command line tool is required for the TLS test server")
+        (d / "openssl.cnf").write_text(
+            "[req]\nprompt = no\ndistinguished_name = dn\n"
+            "[dn]\nO = vmailkit tests\nCN = vmailkit test CA\n"
+            "[ca_ext]\n"
+            "basicConstraints = critical, CA:TRUE\n"
+            "keyUsage = critical, keyCertSign, cRLSign\n"
+            "subjectKeyIdentifier = hash\n"
+            "authorityKeyIdentifier = keyid:always\n"
+            "[server_ext]\n"
+            "basicConstraints = critical, CA:FALSE\n"
+            "keyUsage = critical, digitalSignature, keyEncipherment\n"
+            "extendedKeyUsage = serverAuth\n"
+            "subjectAltName = IP:127.0.0.1, DNS:localhost\n"
+            "subjectKeyIdentifier = hash\n"
+            "authorityKeyIdentifier = keyid:always\n"
+        )
+
+        def run(*args: str) -> None:
+            r = subprocess.run([openssl, *args], cwd=d, capture_output=True, text=True)
+            if r.returncode:
+                raise DovecotError(f"openssl {' '.join(args)} failed:\n{r.stderr}")
+
+        # EC keys: generated instantly (RSA-2048 would take ~0.1-1s each)
+        ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+        cnf = ["-config", "openssl.cnf"]
+        run("req", *cnf, "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt",
+            "-days", "30", "-extensions", "ca_ext")
+        run("req", *cnf, "-new", *ec, "-keyout", "server.key", "-out", "server.csr",
+            "-subj", "/O=vmailkit tests/CN=localhost")
+        run("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+            "-set_serial", str(int.from_bytes(os.urandom(8), "big")), "-days", "30",
+            "-out", "server.crt", "-extfile", "openssl.cnf", "-extensions", "server_ext")
+        for f in ("ca.key", "server.key"):
+            os.chmod(d / f, 0o600)
+
+    # ---------------------------------------------------------------- mail
+    def maildir(self, user: str) -> Path:
+        """The user's Maildir (INBOX) on disk."""
+        if user not in self._users:
+            raise KeyError(f"unknown user {user!r}")
+        return self.mail_root / user / "Maildir"
+
+    def folder_dir(self, user: str, folder: str = "INBOX") -> Path:
+        """On-disk Maildir++ directory of ``folder`` ('/'-separated name)."""
+        root = self.maildir(user)
+        if folder.upper() == "INBOX":
+            return root
+        if "." in folder or folder.startswith("/") or folder.endswith("/") or "//" in folder:
+            raise ValueError(f"folder name {folder!r} not supported by this Maildir++ helper")
+        return root / ("." + imap_utf7_encode(folder).replace("/", "."))
+
+    def ensure_folder(self, user: str, folder: str = "INBOX") -> Path:
+        """Create the folder's Maildir on disk (owned by the mail uid)."""
+        root = self.maildir(user)
+        fdir = self.folder_dir(user, folder)
+        for d in (root.parent, root, fdir, fdir / "cur", fdir / "new", fdir / "tmp"):
+            if not d.exists():
+                d.mkdir(mode=0o700)
+                self._chown(d)
+        if fdir != root and not (fdir / "maildirfolder").exists():
+            (fdir / "maildirfolder").touch()
+            self._chown(fdir / "maildirfolder")
+        return fdir
+
+    def deliver(
+        self,
+        user: str,
+        raw: bytes,
+        folder: str = "INBOX",
+        *,
+        flags: str = "",
+        internaldate: float | None = None,
+    ) -> Path:
+        """Drop ``raw`` unchanged into the folder's Maildir and return the file.
+
+        Without ``flags`` the file goes to ``new/`` (\\Recent, unseen); with
+        Maildir flag letters (e.g. ``"S"`` = \\Seen, ``"FS"``) to ``cur/`` as
+        ``<name>:2,<flags>``.  ``internaldate`` (epoch seconds) sets the
+        mtime, which Dovecot reports as INTERNALDATE.  The file is written to
+        ``tmp/`` and renamed, and owned by the mail uid.
+        """
+        if not isinstance(raw, (bytes, bytearray, memoryview)):
+            raise TypeError("raw must be bytes")
+        fdir = self.ensure_folder(user, folder)
+        now = time.time()
+        base = (
+            f"{int(now)}.M{int((now % 1) * 1e6)}P{os.getpid()}"
+            f"Q{next(_counter)}R{uuid.uuid4().hex[:8]}.vmailkit-test"
+        )
+        tmp = fdir / "tmp" / base
+        with open(tmp, "xb") as fh:
+            fh.write(bytes(raw))
+        os.chmod(tmp, 0o600)
+        self._chown(tmp)
+        if internaldate is not None:
+            os.utime(tmp, (internaldate, internaldate))
+        if flags:
+            dest = fdir / "cur" / f"{base}:2,{''.join(sorted(set(flags)))}"
+        else:
+            dest = fdir / "new" / base
+        os.rename(tmp, dest)
+        return dest
+
+    def imap(self, user: str, password: str | None = None) -> imaplib.IMAP4:
+        """A logged-in plain-text imaplib client (caller must logout())."""
+        c = imaplib.IMAP4(self.host, self.imap_port, timeout=10)
+        c.login(user, password if password is not None else self._users[user])
+        return c
+
+    def append(
+        self,
+        user: str,
+        password: str | None,
+        raw: bytes,
+        folder: str = "INBOX",
+        *,
+        flags: str | None = None,
+    ) -> int | None:
+        """IMAP APPEND (creating ``folder`` if needed); returns the new UID.
+
+        Note: imaplib turns every line ending into CRLF before sending, so
+        the stored message is the CRLF-normalised ``raw``.
+        ``password=None`` uses the password given to ``add_user``.
+        """
+        mbox = _imap_quote(imap_utf7_encode(folder))
+        c = self.imap(user, password)
+        try:
+            if folder.upper() != "INBOX":
+                c.create(mbox)  # NO [ALREADYEXISTS] is fine
+            typ, data = c.append(mbox, flags, None, bytes(raw))
+            if typ != "OK":
+                raise DovecotError(f"APPEND failed: {data!r}")
+            m = re.search(rb"APPENDUID \d+ (\d+)", data[0] or b"")
+            return int(m.group(1)) if m else None
+        finally:
+            with contextlib.suppress(Exception):
+                c.logout()
+
+    def uidvalidity(self, user: str, folder: str = "INBOX") -> int:
+        """UIDVALIDITY of ``folder`` via IMAP STATUS."""
+        c = self.imap(user)
+        try:
+            typ, data = c.status(_imap_quote(imap_utf7_encode(folder)), "(UIDVALIDITY)")
+            if typ != "OK":
+                raise DovecotError(f"STATUS failed: {data!r}")
+            return int(re.search(rb"UIDVALIDITY (\d+)", data[0]).group(1))
+        finally:
+            with contextlib.suppress(Exception):
+                c.logout()
+
+    def reset_uidvalidity(self, user: str, folder: str = "INBOX") -> int:
+        """Make Dovecot assign a new UIDVALIDITY, keeping the messages.
+
+        Deletes the folder's ``dovecot-uidlist`` and ``dovecot.index*``
+        files, like a server whose index was rebuilt; the messages get new
+        UIDs 1..n under a new UIDVALIDITY (Dovecot takes it from
+        ``Maildir/dovecot-uidvalidity*``, strictly increasing).  Works for
+        INBOX.  Log out IMAP sessions of the user before calling this.
+        Returns the new UIDVALIDITY (checked to differ from the old one).
+        """
+        old = self.uidvalidity(user, folder)
+        fdir = self.folder_dir(user, folder)
+        for f in list(fdir.glob("dovecot-uidlist*")) + list(fdir.glob("dovecot.index*")):
+            f.unlink()
+        new = self.uidvalidity(user, folder)
+        if new == old:
+            raise DovecotError(f"UIDVALIDITY of {user}/{folder} did not change ({old})")
+        return new
+
+    def delete_folder_and_recreate(self, user: str, folder: str) -> int:
+        """IMAP DELETE + CREATE of a non-INBOX folder (its messages are lost).
+
+        Returns the new UIDVALIDITY (checked to differ from the old one).
+        For INBOX, which IMAP cannot delete, use ``reset_uidvalidity``.
+        """
+        if folder.upper() == "INBOX":
+            raise ValueError("INBOX cannot be deleted; use reset_uidvalidity()")
+        mbox = _imap_quote(imap_utf7_encode(folder))
+        old = self.uidvalidity(user, folder)
+        c = self.imap(user)
+        try:
+            for cmd in (c.delete, c.create):
+                typ, data = cmd(mbox)
+                if typ != "OK":
+                    raise DovecotError(f"{cmd.__name__.upper()} {folder} failed: {data!r}")
+        finally:
+            with contextlib.suppress(Exception):
+                c.logout()
+        new = self.uidvalidity(user, folder)
+        if new == old:
+            raise DovecotError(f"UIDVALIDITY of {user}/{folder} did not change ({old})")
+        return new
+
+    def _chown(self, path: Path) -> None:
+        if self.is_root:
+            os.chown(path, self.mail_uid, self.mail_gid)
+
+
+def _quote(p: Path | str) -> str:
+    s = str(p)
+    if any(c in s for c in ' "#{}\\'):
+        raise DovecotError(f"path {s!r} contains characters unsafe for dovecot.conf")
+    return s
+
+
+def _imap_quote(name: str) -> str:
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _existing_user(name: str) -> str:
+    try:
+        return pwd.getpwnam(name).pw_name
+    except KeyError:
+        return "nobody"
+
+
+def _existing_group(name: str) -> str:
+    try:
+        return grp.getgrnam(name).gr_name
+    except KeyError:
+        return grp.getgrgid(_nogroup_gid(65534)).gr_name
+
+
+def _nogroup_gid(default: int) -> int:
+    for g in ("nogroup", "nobody"):
+        with contextlib.suppress(KeyError):
+            return grp.getgrnam(g).gr_gid
+    return default
