@@ -15,10 +15,10 @@ from typing import Any
 import click
 import pandas as pd
 
-from . import sync
-from .accounts import make_account
-from .errors import VmailkitError
-from .store import EmailFilter, Store
+from .. import sync
+from ..accounts import make_account
+from ..errors import VmailkitError
+from ..store import EmailFilter, Store
 
 EXIT_ACCOUNT_FAILED = 3
 
@@ -260,7 +260,7 @@ def download(ctx: click.Context, user_name: str, all_new: bool, picks: tuple[str
 def _auto_matcher():  # type: ignore[no-untyped-def]
     """The automatic matcher, when the matching module is present."""
     try:
-        from .match import match_new
+        from ..match import match_new
     except ImportError:
         return None
     return match_new
@@ -281,6 +281,22 @@ def emails(ctx: click.Context, status: str | None, account_name: str | None, sea
     flt = EmailFilter(status=status, account=account_name, search=search)
     emit(_store(ctx).list_emails(flt, limit=limit, offset=offset), fmt)
 
+
+def _register_subcommands() -> None:
+    """Command groups that live in their own modules (``vmailkit/cli/<topic>.py``)."""
+    import importlib
+
+    for topic in ("crm",):
+        try:
+            module = importlib.import_module(f"{__name__}.{topic}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{topic}":
+                raise
+            continue
+        module.register(main)
+
+
+_register_subcommands()
 
 if __name__ == "__main__":  # pragma: no cover
     main()
