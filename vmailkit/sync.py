@@ -13,6 +13,7 @@ the user downloaded is kept.
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -22,6 +23,7 @@ import pandas as pd
 from .accounts import Account
 from .errors import MailServerError, NotFoundError, SecretError, ValidationError, VmailkitError
 from .parse import parse_headers
+from .pipeline import Preparer, PreparedChunk
 from .secrets import resolve_secret
 from .store import ChunkResult, Store
 from .transport import DEFAULT_TIMEOUT, ImapSession, Pop3Session, open_session
@@ -279,41 +281,66 @@ def download(
             entry.selected = len(keys)
             plans.append((account, entry, session, keys))
         total = sum(len(k) for _, _, _, k in plans)
-        done = 0
+        progress_state = [0, total]
         if progress:
             progress(0, total)
-        for account, entry, session, keys in plans:
-            assert session is not None
-            try:
-                for chunk in _fetch(session, keys):
-                    if cancel is not None and cancel.is_set():
-                        summary.cancelled = True
-                        break
-                    res: ChunkResult = store.save_chunk(
-                        user_id=u.user_id, account_id=account.account_id, protocol=account.protocol,  # type: ignore[arg-type]
-                        folder=session.folder, uidvalidity=session.uidvalidity, messages=chunk,
-                    )
-                    entry.downloaded += len(res.new_ids)
-                    entry.already_present += len(chunk) - len(res.new_ids)
-                    entry.parse_errors += len(res.parse_errors)
-                    summary.email_ids.extend(res.by_key[m.key] for m in chunk)
-                    if after_chunk is not None and res.new_ids:
-                        entry.auto_linked += after_chunk(store, res.new_ids)
-                    done += len(chunk)
-                    if progress:
-                        progress(done, total)
-            except Exception as exc:  # noqa: BLE001 - the others continue
-                st = _status_for(account, exc)
-                entry.error, entry.reason = st.error, st.reason
-            stored = entry.downloaded + entry.already_present
-            entry.failed = 0 if summary.cancelled and entry.error is None else max(0, entry.selected - stored)
-            if summary.cancelled:
-                break
+        with Preparer(total) as preparer:
+            for account, entry, session, keys in plans:
+                assert session is not None
+                _download_account(store, u.user_id, account, entry, session, keys, preparer, summary,  # type: ignore[arg-type]
+                                   progress, progress_state, cancel, after_chunk)
+                if summary.cancelled:
+                    break
     finally:
         for _, _, session, _ in plans:
             if session is not None:
                 session.close()
     return summary
+
+
+def _download_account(
+    store: Store, user_id: int, account: Account, entry: AccountDownload, session: ImapSession | Pop3Session,
+    keys: list[str], preparer: Preparer, summary: DownloadSummary, progress: Progress | None,
+    progress_state: list[int], cancel: threading.Event | None, after_chunk: AfterChunk | None,
+) -> None:
+    """Fetch, parse and store one account's messages; chunk k+1 is fetched while chunk k is parsed."""
+    in_flight: deque[PreparedChunk] = deque()
+
+    def write(item: PreparedChunk) -> None:
+        prepared = item.result()
+        res: ChunkResult = store.save_chunk(
+            user_id=user_id, account_id=account.account_id, protocol=account.protocol,  # type: ignore[arg-type]
+            folder=session.folder, uidvalidity=session.uidvalidity, messages=prepared,
+        )
+        entry.downloaded += len(res.new_ids)
+        entry.already_present += len(prepared) - len(res.new_ids)
+        entry.parse_errors += len(res.parse_errors)
+        summary.email_ids.extend(res.by_key[p.remote.key] for p in prepared)
+        if after_chunk is not None and res.new_ids:
+            entry.auto_linked += after_chunk(store, res.new_ids)
+        progress_state[0] += len(prepared)
+        if progress:
+            progress(progress_state[0], progress_state[1])
+
+    try:
+        chunks = iter(_fetch(session, keys))
+        while True:
+            if cancel is not None and cancel.is_set():
+                summary.cancelled = True
+                break
+            chunk = next(chunks, None)
+            if chunk is None:
+                break
+            in_flight.append(preparer.submit(chunk))
+            while len(in_flight) > 1:
+                write(in_flight.popleft())
+        while in_flight:  # what was fetched is stored, cancelled or not
+            write(in_flight.popleft())
+    except Exception as exc:  # noqa: BLE001 - the other accounts continue
+        st = _status_for(account, exc)
+        entry.error, entry.reason = st.error, st.reason
+    stored = entry.downloaded + entry.already_present
+    entry.failed = 0 if summary.cancelled and entry.error is None else max(0, entry.selected - stored)
 
 
 def _fetch(session: ImapSession | Pop3Session, keys: Sequence[str]):  # type: ignore[no-untyped-def]

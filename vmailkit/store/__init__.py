@@ -27,6 +27,14 @@ class Store(DirectoryMixin, MailMixin, ListingMixin):
         """The database file."""
         return self.db.path
 
+    def session(self):  # type: ignore[no-untyped-def]
+        """Hold one connection for several calls (``with store.session(): ...``).
+
+        Every store method opens the file per call (~10 ms) so that other processes can write in
+        between; a session saves that cost for a burst of calls, at the price of holding the file.
+        """
+        return self.db.connect()
+
     def init(self) -> None:
         """Create the file and apply pending migrations."""
         with self.db.connect():
