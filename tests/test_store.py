@@ -1,0 +1,116 @@
+"""The store without a server: identity, chunk writes, listing filters, locking."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from mailfactory import make_mail
+from vmailkit import EmailFilter, Store, StoreLockedError, ValidationError, make_account
+from vmailkit.identity import dedup_key, fingerprint, message_id_of
+from vmailkit.transport.base import RemoteMessage
+
+
+@pytest.fixture
+def store(tmp_path) -> Store:
+    s = Store(tmp_path / "v.duckdb", lock_timeout=1.0)
+    s.add_user("anna")
+    s.add_account(make_account("office", kind="general", protocol="imap", host="h", security="ssl",
+                               address="o@x.example", secret="env:X"))
+    s.add_account(make_account("pop", kind="general", protocol="pop3", host="h", security="ssl",
+                               address="p@x.example", secret="env:X"))
+    return s
+
+
+def save(store: Store, account: str, msgs: list[tuple[str, bytes]], uidvalidity: int = 7):
+    acc = store.get_account(account)
+    imap = acc.protocol == "imap"
+    return store.save_chunk(
+        user_id=store.get_user("anna").user_id, account_id=acc.account_id, protocol=acc.protocol, folder="INBOX",
+        uidvalidity=uidvalidity if imap else 0,
+        messages=[RemoteMessage(key=k, uid=int(k) if imap else None, raw=raw) for k, raw in msgs],
+    )
+
+
+def test_identity_ignores_transport_headers_only():
+    mail = make_mail(1)
+    relayed = b"Received: from a by b\r\nDelivered-To: x@y\r\nReturn-Path: <z@w>\r\n" + mail
+    assert fingerprint(mail) == fingerprint(relayed)
+    assert fingerprint(mail) == fingerprint(mail.replace(b"\r\n", b"\n"))
+    assert fingerprint(mail) != fingerprint(make_mail(1, body="other body"))
+    assert fingerprint(mail) != fingerprint(make_mail(1, subject="Other subject"))
+    assert message_id_of(b"Message-ID:  <Abc@X>\r\n\r\nbody") == "Abc@X"
+    assert dedup_key("a@b", "f") != dedup_key(None, "f")
+
+
+def test_chunk_dedup_locations_and_copies(store):
+    mail = make_mail(1, attachment=b"%PDF")
+    relayed = b"Received: from relay\r\n" + mail
+    r1 = save(store, "office", [("1", mail), ("2", make_mail(2)), ("3", relayed)])
+    assert len(r1.new_ids) == 2 and r1.by_key["1"] == r1.by_key["3"]
+    r2 = save(store, "pop", [("uidl-a", relayed)])
+    assert r2.new_ids == [] and r2.present_ids == [r1.by_key["1"]]
+    assert store.count_emails() == 2
+    locs = store.locations(r1.by_key["1"])
+    assert len(locs) == 3 and set(locs["account"]) == {"office", "pop"}
+    assert set(locs[locs["account"] == "pop"]["uidl"]) == {"uidl-a"}
+    assert store.location_bytes(locs["raw_sha256"].iloc[-1]) in (mail, relayed)
+    assert store.raw_bytes(r1.by_key["1"]) == mail
+    att = store.attachments(r1.by_key["1"], with_content=True)
+    assert list(att["filename"]) == ["list.pdf"] and bytes(att["content"].iloc[0]) == b"%PDF"
+    # saving the same locations again changes nothing
+    save(store, "office", [("1", mail)])
+    assert len(store.locations()) == 4 and store.count_emails() == 2
+    # watermark: biggest UID for IMAP, UIDL set for POP3
+    anna = store.get_user("anna").user_id
+    assert store.watermark(anna, store.get_account("office").account_id, "INBOX") == (7, 3)
+    assert store.downloaded_uidls(anna, store.get_account("pop").account_id) == {"uidl-a"}
+    save(store, "office", [("1", make_mail(5))], uidvalidity=8)
+    assert store.watermark(anna, store.get_account("office").account_id, "INBOX") == (8, 1)
+
+
+def test_unparseable_message_is_stored_with_raw_bytes(store):
+    garbage = b"\x00\xff\xfe not a mail at all \r\n\r\n\x80\x81"
+    r = save(store, "office", [("1", garbage)])
+    row = store.get_email(r.new_ids[0])
+    assert bytes(row["raw"]) == garbage and row["status"] == "unread"
+
+
+def test_listing_filters_are_parameters_and_pages(store):
+    save(store, "office", [(str(n), make_mail(n, subject=f"Offer {n} 100% off_x")) for n in range(1, 26)])
+    save(store, "pop", [("u1", make_mail(99, subject="Rooming list"))])
+    page1 = store.list_emails(limit=10)
+    page3 = store.list_emails(limit=10, offset=20)
+    assert len(page1) == 10 and len(page3) == 6
+    assert page1["sent_at"].is_monotonic_decreasing
+    assert store.count_matching(EmailFilter(account="pop")) == 1
+    assert store.count_matching(EmailFilter(search="100%")) == 25
+    assert store.count_matching(EmailFilter(search="100_")) == 0       # _ is literal, not a wildcard
+    assert store.count_matching(EmailFilter(search="'; DROP TABLE emails; --")) == 0
+    assert store.count_emails() == 26
+    first = int(page1["email_id"].iloc[0])
+    store.set_status(first, "read")
+    assert store.count_matching(EmailFilter(status="unread")) == 25
+    with pytest.raises(ValidationError, match="status"):
+        store.set_status(first, "archived")
+
+
+def test_locked_file_fails_with_the_holder_named(tmp_path):
+    db = tmp_path / "busy.duckdb"
+    Store(db).init()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('ready', flush=True);"
+         " time.sleep(30)", str(db)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        start = time.monotonic()
+        with pytest.raises(StoreLockedError) as info:
+            Store(db, lock_timeout=0.5).count_emails()
+        assert time.monotonic() - start < 10
+        assert f"PID {holder.pid}" in str(info.value) and str(db) in str(info.value)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert Store(db).count_emails() == 0  # usable again once released
