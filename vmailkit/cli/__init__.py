@@ -286,7 +286,7 @@ def _register_subcommands() -> None:
     """Command groups that live in their own modules (``vmailkit/cli/<topic>.py``)."""
     import importlib
 
-    for topic in ("crm",):
+    for topic in ("crm", "reply", "batch"):
         try:
             module = importlib.import_module(f"{__name__}.{topic}")
         except ModuleNotFoundError as exc:

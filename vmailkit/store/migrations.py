@@ -127,4 +127,120 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "0002_crm_links",
+        """
+        -- CRM reference data: replaced as a whole by `vmailkit crm load`; extra input columns are kept
+        -- after the required ones listed here (a load recreates the table from the loaded data).
+        CREATE TABLE persons (
+            person_id     BIGINT NOT NULL,
+            first_name    VARCHAR,
+            last_name     VARCHAR,
+            email         VARCHAR,
+            is_temporary  BOOLEAN NOT NULL DEFAULT false
+        );
+        CREATE TABLE customers (
+            customer_id     BIGINT NOT NULL,
+            name            VARCHAR,
+            main_person_id  BIGINT
+        );
+        CREATE TABLE suppliers (
+            supplier_id     BIGINT NOT NULL,
+            name            VARCHAR,
+            main_person_id  BIGINT
+        );
+        CREATE TABLE contacts (
+            contact_id  BIGINT NOT NULL,
+            owner_type  VARCHAR NOT NULL,
+            owner_id    BIGINT NOT NULL,
+            type        VARCHAR,
+            value       VARCHAR
+        );
+        CREATE TABLE brands (
+            brand_id  BIGINT NOT NULL,
+            code      VARCHAR
+        );
+        CREATE TABLE reservations (
+            reservation_id  BIGINT NOT NULL,
+            booking_code    VARCHAR,
+            customer_id     BIGINT,
+            brand_id        BIGINT
+        );
+        CREATE TABLE quotes (
+            quote_id     BIGINT NOT NULL,
+            code         VARCHAR,
+            supplier_id  BIGINT
+        );
+        CREATE TABLE customer_invoices (
+            invoice_id   BIGINT NOT NULL,
+            number       VARCHAR,
+            customer_id  BIGINT
+        );
+        CREATE TABLE products (
+            product_id  BIGINT NOT NULL,
+            code        VARCHAR,
+            name        VARCHAR
+        );
+
+        -- Links between a mail and a CRM record, automatic (with the rule that made it) or manual.
+        CREATE TABLE email_links (
+            email_id     BIGINT NOT NULL,
+            entity_type  VARCHAR NOT NULL CHECK (entity_type IN
+                             ('customer', 'supplier', 'reservation', 'quote', 'invoice', 'product', 'person')),
+            entity_id    BIGINT NOT NULL,
+            origin       VARCHAR NOT NULL CHECK (origin IN ('auto', 'manual')),
+            rule         VARCHAR,
+            linked_by    VARCHAR,
+            linked_at    TIMESTAMPTZ NOT NULL DEFAULT current_timestamp,
+            PRIMARY KEY (email_id, entity_type, entity_id)
+        );
+
+        -- Links a user removed: automatic matching never adds them again.
+        CREATE TABLE email_link_rejections (
+            email_id     BIGINT NOT NULL,
+            entity_type  VARCHAR NOT NULL,
+            entity_id    BIGINT NOT NULL,
+            origin       VARCHAR NOT NULL,
+            rule         VARCHAR,
+            rejected_by  VARCHAR,
+            rejected_at  TIMESTAMPTZ NOT NULL DEFAULT current_timestamp,
+            PRIMARY KEY (email_id, entity_type, entity_id)
+        );
+
+        -- Records a rule found but could not decide on (a number matching several reservations).
+        CREATE TABLE email_link_candidates (
+            email_id     BIGINT NOT NULL,
+            entity_type  VARCHAR NOT NULL,
+            entity_id    BIGINT NOT NULL,
+            rule         VARCHAR NOT NULL,
+            matched      VARCHAR,
+            found_at     TIMESTAMPTZ NOT NULL DEFAULT current_timestamp,
+            PRIMARY KEY (email_id, entity_type, entity_id)
+        );
+
+        -- Every link with the display name of its record (NULL when the record is no longer loaded).
+        CREATE VIEW email_relations AS
+        SELECT l.email_id, l.entity_type, l.entity_id,
+               CASE l.entity_type
+                   WHEN 'customer' THEN (SELECT max(c.name) FROM customers c WHERE c.customer_id = l.entity_id)
+                   WHEN 'supplier' THEN (SELECT max(s.name) FROM suppliers s WHERE s.supplier_id = l.entity_id)
+                   WHEN 'reservation' THEN (SELECT max(r.booking_code) FROM reservations r WHERE r.reservation_id = l.entity_id)
+                   WHEN 'quote' THEN (SELECT max(q.code) FROM quotes q WHERE q.quote_id = l.entity_id)
+                   WHEN 'invoice' THEN (SELECT max(i.number) FROM customer_invoices i WHERE i.invoice_id = l.entity_id)
+                   WHEN 'product' THEN (SELECT max(concat_ws(' ', p.code, p.name)) FROM products p WHERE p.product_id = l.entity_id)
+                   WHEN 'person' THEN (SELECT max(coalesce(nullif(concat_ws(' ', p.first_name, p.last_name), ''), p.email))
+                                       FROM persons p WHERE p.person_id = l.entity_id)
+               END AS display_name,
+               l.origin, l.rule, l.linked_by, l.linked_at
+        FROM email_links l;
+
+        -- Each mail with its "related to" count (how many records it is linked to).
+        CREATE VIEW emails_with_relations AS
+        SELECT e.email_id, e.sent_at, e.from_address, e.from_name, e.subject, e.status, e.direction,
+               coalesce(k.related_count, 0) AS related_count
+        FROM emails e
+        LEFT JOIN (SELECT email_id, count(*) AS related_count FROM email_links GROUP BY email_id) k
+               ON k.email_id = e.email_id;
+        """,
+    ),
 ]
