@@ -73,6 +73,9 @@ _LOCATION_SCHEMA = pa.schema([
 ])
 
 
+_COPY_SCHEMA = pa.schema([("raw_sha256", pa.string()), ("email_id", pa.int64()), ("raw", pa.binary())])
+
+
 def location_key(account_id: int, folder: str, uidvalidity: int, key: str) -> str:
     """The unique text identity of one place on a server: account, folder, UIDVALIDITY, UID/UIDL."""
     return f"{account_id}|{folder}|{uidvalidity}|{key}"
@@ -238,21 +241,9 @@ class MailMixin:
                     ("is_inline", att.is_inline), ("content_id", att.content_id), ("content", att.content),
                 ):
                     att_rows[name].append(value)
-        new_emails = pa.table(cols, schema=_EMAIL_SCHEMA)
-        con.register("_new_emails", new_emails)
-        try:
-            con.execute(f"INSERT INTO emails ({_quoted(_EMAIL_SCHEMA.names)}) SELECT {_quoted(_EMAIL_SCHEMA.names)} FROM _new_emails")
-        finally:
-            con.unregister("_new_emails")
+        insert_arrow(con, "emails", pa.table(cols, schema=_EMAIL_SCHEMA))
         if att_rows["email_id"]:
-            con.register("_new_attachments", pa.table(att_rows, schema=_ATTACHMENT_SCHEMA))
-            try:
-                con.execute(
-                    f"INSERT INTO attachments ({_quoted(_ATTACHMENT_SCHEMA.names)}) "
-                    f"SELECT {_quoted(_ATTACHMENT_SCHEMA.names)} FROM _new_attachments"
-                )
-            finally:
-                con.unregister("_new_attachments")
+            insert_arrow(con, "attachments", pa.table(att_rows, schema=_ATTACHMENT_SCHEMA))
 
     @staticmethod
     def _insert_locations(
@@ -277,24 +268,9 @@ class MailMixin:
                 copies["raw_sha256"].append(p.raw_sha256)
                 copies["email_id"].append(eid)
                 copies["raw"].append(r.raw)
-        con.register("_new_locations", pa.table(locs, schema=_LOCATION_SCHEMA))
-        try:
-            con.execute(
-                f"INSERT INTO email_locations ({_quoted(_LOCATION_SCHEMA.names)}) "
-                f"SELECT {_quoted(_LOCATION_SCHEMA.names)} FROM _new_locations ON CONFLICT DO NOTHING"
-            )
-        finally:
-            con.unregister("_new_locations")
+        insert_arrow(con, "email_locations", pa.table(locs, schema=_LOCATION_SCHEMA), on_conflict_ignore=True)
         if copies["raw"]:
-            con.register("_new_copies", pa.table(copies, schema=pa.schema([
-                ("raw_sha256", pa.string()), ("email_id", pa.int64()), ("raw", pa.binary())])))
-            try:
-                con.execute(
-                    "INSERT INTO raw_copies (raw_sha256, email_id, raw) SELECT raw_sha256, email_id, raw "
-                    "FROM _new_copies ON CONFLICT DO NOTHING"
-                )
-            finally:
-                con.unregister("_new_copies")
+            insert_arrow(con, "raw_copies", pa.table(copies, schema=_COPY_SCHEMA), on_conflict_ignore=True)
 
     @staticmethod
     def _advance(
@@ -394,3 +370,17 @@ class MailMixin:
 
 def _quoted(names: Sequence[str]) -> str:
     return ", ".join(f'"{n}"' for n in names)
+
+
+def insert_arrow(con: Any, table: str, data: pa.Table, *, on_conflict_ignore: bool = False) -> None:
+    """Bulk-insert an Arrow table into ``table`` (columns by name), in the caller's transaction."""
+    view = f"_vmk_new_{table}"
+    cols = _quoted(data.schema.names)
+    con.register(view, data)
+    try:
+        con.execute(
+            f'INSERT INTO "{table}" ({cols}) SELECT {cols} FROM "{view}"'
+            + (" ON CONFLICT DO NOTHING" if on_conflict_ignore else "")
+        )
+    finally:
+        con.unregister(view)

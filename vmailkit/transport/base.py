@@ -46,6 +46,44 @@ class RemoteMessage:
     raw: bytes
 
 
+class SessionBase:
+    """Lifecycle shared by the protocol sessions: ``with`` opens (once) and always closes.
+
+    The password is handed to :meth:`open` exactly once and then forgotten.
+    """
+
+    folder = "INBOX"
+    uidvalidity = 0
+
+    def __init__(self, account: Account, password: str, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.account = account
+        self._password = password
+        self.timeout = timeout
+
+    @property
+    def is_open(self) -> bool:
+        """True once connected and logged in, until closed."""
+        raise NotImplementedError
+
+    def open(self) -> None:  # pragma: no cover - implemented by the protocols
+        raise NotImplementedError
+
+    def close(self) -> None:  # pragma: no cover - implemented by the protocols
+        raise NotImplementedError
+
+    def _take_password(self) -> str:
+        password, self._password = self._password, ""
+        return password
+
+    def __enter__(self):  # type: ignore[no-untyped-def]
+        if not self.is_open:
+            self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def tls_context(account: Account) -> ssl.SSLContext:
     """A verifying TLS context: certificates and host names are checked, TLS 1.2 at least.
 

@@ -17,6 +17,7 @@ from .base import (
     DEFAULT_TIMEOUT,
     RemoteHeader,
     RemoteMessage,
+    SessionBase,
     auth_failed,
     decode_server_text,
     mapped_errors,
@@ -36,7 +37,7 @@ BODY_CHUNK_BYTES = 8 * 1024 * 1024
 BODY_CHUNK_MAX = 500
 
 
-class ImapSession:
+class ImapSession(SessionBase):
     """An open, logged-in IMAP connection with one folder examined (read-only).
 
     Use as a context manager; every method raises :class:`vmailkit.errors.MailServerError`
@@ -44,22 +45,15 @@ class ImapSession:
     """
 
     def __init__(self, account: Account, password: str, *, timeout: float = DEFAULT_TIMEOUT, folder: str | None = None) -> None:
-        self.account = account
+        super().__init__(account, password, timeout=timeout)
         self.folder = folder or account.folder
-        self._password = password
-        self.timeout = timeout
         self.mailbox: MailBox | MailBoxStartTls | MailBoxUnencrypted | None = None
-        self.uidvalidity = 0
         self.exists = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
-    def __enter__(self) -> "ImapSession":
-        if self.mailbox is None:
-            self.open()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    @property
+    def is_open(self) -> bool:
+        return self.mailbox is not None
 
     def open(self) -> None:
         """Connect, secure, log in and EXAMINE the folder."""
@@ -73,7 +67,7 @@ class ImapSession:
                 mb = MailBoxUnencrypted(acc.host, acc.port, timeout=self.timeout)
             self.mailbox = mb
             set_nodelay(mb.client.sock)
-        password, self._password = self._password, ""
+        password = self._take_password()
         with mapped_errors(acc, "login"):
             try:
                 mb.login(acc.login, password, initial_folder=None)

@@ -13,6 +13,7 @@ from .base import (
     DEFAULT_TIMEOUT,
     RemoteHeader,
     RemoteMessage,
+    SessionBase,
     auth_failed,
     mapped_errors,
     set_nodelay,
@@ -54,27 +55,18 @@ class _POP3_SSL(_LongLines, poplib.POP3_SSL):
     pass
 
 
-class Pop3Session:
+class Pop3Session(SessionBase):
     """An open, logged-in POP3 connection. Use as a context manager."""
 
-    folder = "INBOX"
-    uidvalidity = 0
-
     def __init__(self, account: Account, password: str, *, timeout: float = DEFAULT_TIMEOUT) -> None:
-        self.account = account
-        self._password = password
-        self.timeout = timeout
+        super().__init__(account, password, timeout=timeout)
         self.client: poplib.POP3 | None = None
         self._numbers: dict[str, int] = {}
         self._sizes: dict[int, int] = {}
 
-    def __enter__(self) -> "Pop3Session":
-        if self.client is None:
-            self.open()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    @property
+    def is_open(self) -> bool:
+        return self.client is not None
 
     def open(self) -> None:
         """Connect, secure, authenticate and read the UIDL and LIST tables."""
@@ -94,7 +86,7 @@ class Pop3Session:
                 if "STLS" not in caps:
                     raise starttls_missing(acc)
                 client.stls(context=tls_context(acc))
-        password, self._password = self._password, ""
+        password = self._take_password()
         with mapped_errors(acc, "login"):
             try:
                 client.user(acc.login)
