@@ -360,3 +360,21 @@ def test_corpus_all_stored_byte_exact(store, dovecot, mailuser, corpus_dir):
     # identical files may be one mail; different mails are never merged
     distinct_bodies = len({sha(b) for b in server.values()})
     assert store.count_emails() <= distinct_bodies
+
+
+def test_pop3_pipelined_listing_keeps_order(store, dovecot, mailuser):
+    from vmailkit.sync import connect
+
+    for n in range(1, 76):
+        dovecot.deliver(mailuser.name, make_mail(n))
+    acc = add_account(store, dovecot, mailuser, name="pop", protocol="pop3", security="ssl")
+    with connect(acc, {"pop": mailuser.password}) as session:
+        assert session._pipelining  # Dovecot announces PIPELINING: TOP/RETR go out in windows
+        uidls = session.uidls()
+        headers = list(session.headers(uidls))
+        assert [h.key for h in headers] == uidls
+        subjects = [h.header.split(b"Subject: ")[1].split(b"\r\n")[0] for h in headers]
+        assert subjects == [f"Booking {700 + n} rooming list".encode() for n in range(1, 76)]
+        fetched = [m for chunk in session.fetch(list(reversed(uidls))) for m in chunk]
+        assert [m.key for m in fetched] == list(reversed(uidls))
+        assert all(m.raw.startswith(b"From: Hotel Sol") for m in fetched)
