@@ -40,13 +40,22 @@ test: venv deb-packages
 test-fast: venv
 	$(PY) -m pytest -ra -m "not dovecot" $(PYTEST_ARGS)
 
-demo: venv
-	@if [ -f vmailkit/demo/__main__.py ]; then $(PY) -m vmailkit.demo; \
-	else echo "The embedded demo (issue 5) is not built yet: it needs vmailkit/demo/ (pymap + twisted)."; fi
+# The demo needs only the `demo` extra (pymap, twisted, JupyterLab, papermill), not the test tools.
+$(VENV)/.installed-demo: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "Installing vmailkit with its demo extra into $(VENV) ..."
+	@$(PIP) install --quiet --upgrade pip
+	@$(PIP) install --quiet -e '.[demo]'
+	@touch $@
 
-lab: venv
-	@if [ -f vmailkit/demo/__main__.py ]; then $(PY) -m vmailkit.demo lab; \
-	else echo "make lab needs the embedded demo (issue 5), not built yet."; fi
+# The demo mail server (127.0.0.1:14143 IMAP, :14110 POP3), the batch notebook, a summary; see docs/demo.md.
+demo: $(VENV)/.installed-demo
+	@$(PY) -m vmailkit.demo $(DEMO_ARGS)
+
+# The demo mail server in the background and JupyterLab on notebooks/ (VMAILKIT_DB=demo/vmail.duckdb);
+# stopping JupyterLab (Ctrl-C twice) stops the server.
+lab: $(VENV)/.installed-demo
+	@$(PY) -m vmailkit.demo lab $(LAB_ARGS)
 
 bench: venv deb-packages
 	$(PY) benchmarks/import_bench.py

@@ -10,11 +10,16 @@ The Python API in one place::
                                    security="ssl", address="office@example.com", secret="env:OFFICE_PW"))
     store.subscribe("anna", "office")
     result = check(store, "anna")             # headers of new mail, newest first
-    download(store, "anna", picks=result.messages.head(10))
+    download(store, "anna", picks=result.messages.head(10), after_chunk=match_new)
+
+    load_crm(store, "crm-export/")            # persons.csv, customers.csv, reservations.parquet, ...
+    match_all(store)                          # link every stored mail by the automatic rules
+    link(store, 42, "reservation", 7, user="anna")
 """
 from __future__ import annotations
 
-from .accounts import Account, User, default_port, make_account
+from .accounts import Account, SmtpSettings, User, default_port, make_account, make_smtp_settings
+from .crm import CrmLoadError, LoadResult, load_crm
 from .errors import (
     AuthError,
     Cancelled,
@@ -24,6 +29,7 @@ from .errors import (
     NotFoundError,
     ProtocolError,
     SecretError,
+    SendError,
     StartTLSNotOffered,
     StoreError,
     StoreLockedError,
@@ -31,6 +37,9 @@ from .errors import (
     ValidationError,
     VmailkitError,
 )
+from .links import link, link_candidates, related, search, unlink
+from .match import MatchResult, match_all, match_emails, match_new, match_unlinked
+from .reply import Draft, OutgoingAttachment, compose_reply, send_reply
 from .store import EmailFilter, Store
 from .sync import AccountDownload, AccountStatus, CheckResult, DownloadSummary, check, download, test_account
 
@@ -41,4 +50,7 @@ __all__ = [
     "EmailFilter", "HostError", "MailServerError", "MailTimeout", "NotFoundError", "ProtocolError", "SecretError",
     "StartTLSNotOffered", "Store", "StoreError", "StoreLockedError", "TLSFailure", "User", "ValidationError",
     "VmailkitError", "check", "default_port", "download", "make_account", "test_account",
+    "CrmLoadError", "LoadResult", "MatchResult", "link", "link_candidates", "load_crm", "match_all", "match_emails",
+    "match_new", "match_unlinked", "related", "search", "unlink",
+    "Draft", "OutgoingAttachment", "SendError", "SmtpSettings", "compose_reply", "make_smtp_settings", "send_reply",
 ]

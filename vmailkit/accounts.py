@@ -26,6 +26,9 @@ DEFAULT_PORTS: dict[tuple[str, str], int] = {
     ("pop3", "plain"): 110,
 }
 
+#: Default SMTP ports by security when the caller gives none (RFC 8314 submissions, RFC 6409, RFC 5321).
+SMTP_DEFAULT_PORTS: dict[str, int] = {"ssl": 465, "starttls": 587, "plain": 25}
+
 _NAME_RE = re.compile(r"^[^\s:][^:]*$")
 
 
@@ -52,6 +55,24 @@ class User:
 
 
 @dataclass(frozen=True)
+class SmtpSettings:
+    """How an account sends mail: its SMTP submission server.
+
+    The same rules as for fetching apply: certificates and host names are verified (``ssl`` and
+    ``starttls``), ``starttls`` never falls back to plaintext, and ``secret_ref`` is a reference
+    (``env:``, ``keyring:``, ``prompt:``), never the password. Build one with
+    :func:`make_smtp_settings`, which validates and fills the defaults.
+    """
+
+    host: str
+    port: int
+    security: str
+    login: str
+    secret_ref: str
+    ca_file: str | None = None
+
+
+@dataclass(frozen=True)
 class Account:
     """A POP3 or IMAP mailbox.
 
@@ -72,7 +93,7 @@ class Account:
     ca_file: str | None = None
     folder: str = "INBOX"
     account_id: int | None = None
-    smtp: dict[str, object] | None = field(default=None, compare=False)
+    smtp: SmtpSettings | None = field(default=None, compare=False)
 
     def with_id(self, account_id: int) -> "Account":
         """Return a copy carrying the store's id."""
@@ -156,3 +177,48 @@ def make_account(
         ca_file=ca_file or None,
         folder=folder,
     )
+
+
+def make_smtp_settings(
+    *,
+    host: str,
+    security: str,
+    login: str,
+    secret: str = "",
+    port: int | None = None,
+    ca_file: str | None = None,
+) -> SmtpSettings:
+    """Validate SMTP settings and return :class:`SmtpSettings` with the default port filled in.
+
+    ``port`` defaults to 465 (``ssl``), 587 (``starttls``) or 25 (``plain``); ``secret`` is a secret
+    reference (empty means ``prompt:``). The caller passes the account's login when the user gave
+    none. Raises :class:`ValidationError` naming the first invalid field: an empty host, an unknown
+    security, a port outside 1..65535, an empty login, a secret that is not a reference (the value
+    is never echoed), a CA file that does not exist.
+    """
+    from .secrets import check_reference
+
+    host = (host or "").strip()
+    if not host or any(c.isspace() for c in host):
+        raise ValidationError("host", f"{host!r} is not a host name")
+    security = (security or "").strip().lower()
+    if security not in SECURITIES:
+        raise ValidationError("security", f"unknown security {security!r}; use one of {', '.join(SECURITIES)}")
+    if port is None:
+        port = SMTP_DEFAULT_PORTS[security]
+    try:
+        port = int(port)
+    except (TypeError, ValueError):
+        raise ValidationError("port", f"{port!r} is not a number") from None
+    if not 1 <= port <= 65535:
+        raise ValidationError("port", f"{port} is out of range 1..65535")
+    login = (login or "").strip()
+    if not login:
+        raise ValidationError("login", "the SMTP login may not be empty")
+    secret_ref = check_reference(secret)
+    if ca_file:
+        if not Path(ca_file).is_file():
+            raise ValidationError("ca_file", f"{ca_file} does not exist")
+        ca_file = str(Path(ca_file).resolve())
+    return SmtpSettings(host=host, port=port, security=security, login=login, secret_ref=secret_ref,
+                        ca_file=ca_file or None)

@@ -37,7 +37,7 @@ class StoreLockedError(StoreError):
 class MailServerError(VmailkitError):
     """Talking to a mail server failed; ``reason`` is a plain-words category.
 
-    Reasons: ``host``, ``tls``, ``auth``, ``protocol``, ``timeout``, ``starttls``.
+    Reasons: ``host``, ``tls``, ``auth``, ``protocol``, ``timeout``, ``starttls``, ``send``.
     """
 
     reason = "protocol"
@@ -81,6 +81,16 @@ class MailTimeout(MailServerError):
     """The server did not answer in time."""
 
     reason = "timeout"
+
+
+class SendError(MailServerError):
+    """The SMTP server refused a message, its sender or a recipient, or the send broke off.
+
+    Nothing is stored as sent when this is raised; the message says whether the server may still
+    have accepted the message (a connection lost after the data was transmitted).
+    """
+
+    reason = "send"
 
 
 class Cancelled(VmailkitError):

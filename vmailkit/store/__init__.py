@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import os
 
+from .crm import CRM_TABLES, CrmLoadError, CrmMixin, CrmTable, StagedTable
 from .db import Database, default_db_path
 from .directory import DirectoryMixin
+from .links import ENTITY_TYPES, LinksMixin, MatchResult, normalize_entity_type, normalize_targets
 from .listing import EmailFilter, ListingMixin
 from .mail import ChunkResult, MailMixin, Prepared, location_key, prepare
+from .outgoing import OutgoingMixin
 
 
-class Store(DirectoryMixin, MailMixin, ListingMixin):
+class Store(DirectoryMixin, MailMixin, ListingMixin, CrmMixin, LinksMixin, OutgoingMixin):
     """All reads and writes of vmailkit's data.
 
     ``Store(path, lock_timeout=60)``: ``path`` defaults to ``$VMAILKIT_DB`` or ``./vmail.duckdb``.
@@ -46,4 +49,6 @@ class Store(DirectoryMixin, MailMixin, ListingMixin):
             return con.execute(sql, params or []).df()
 
 
-__all__ = ["Store", "EmailFilter", "ChunkResult", "Prepared", "Database", "default_db_path", "location_key", "prepare"]
+__all__ = ["Store", "EmailFilter", "ChunkResult", "Prepared", "Database", "default_db_path", "location_key", "prepare",
+           "CRM_TABLES", "CrmLoadError", "CrmTable", "StagedTable", "ENTITY_TYPES", "MatchResult",
+           "normalize_entity_type", "normalize_targets"]

@@ -1,12 +1,13 @@
 """Users, accounts and subscriptions in the store."""
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import duckdb
 import pandas as pd
 
-from ..accounts import Account, User
+from ..accounts import Account, SmtpSettings, User
 from ..errors import NotFoundError, ValidationError
 from ..secrets import check_reference
 from .db import Database
@@ -22,6 +23,38 @@ def _account_from_row(row: tuple[Any, ...]) -> Account:
     return Account(
         account_id=account_id, name=name, kind=kind, owner=owner, protocol=protocol, host=host, port=port,
         security=security, address=address, login=login, secret_ref=secret_ref, ca_file=ca_file, folder=folder,
+    )
+
+
+def _smtp_settings(con: duckdb.DuckDBPyConnection, rows: list[tuple[Any, ...]]) -> dict[int, SmtpSettings]:
+    """The SMTP settings (table ``account_smtp``) of the accounts in ``rows`` (first column: account_id)."""
+    ids = [r[0] for r in rows]
+    if not ids:
+        return {}
+    found = con.execute(
+        "SELECT account_id, host, port, security, login, secret_ref, ca_file FROM account_smtp"
+        " WHERE account_id IN (SELECT unnest(?::INTEGER[]))", [ids],
+    ).fetchall()
+    return {r[0]: SmtpSettings(host=r[1], port=r[2], security=r[3], login=r[4], secret_ref=r[5], ca_file=r[6])
+            for r in found}
+
+
+def _accounts_with_smtp(rows: list[tuple[Any, ...]], smtp: dict[int, SmtpSettings]) -> list[Account]:
+    return [replace(a, smtp=smtp.get(a.account_id)) for a in map(_account_from_row, rows)]
+
+
+def _save_smtp(con: duckdb.DuckDBPyConnection, account_id: int, settings: SmtpSettings | None) -> None:
+    """Insert, replace or (``None``) delete an account's SMTP settings; the secret must be a reference."""
+    if settings is None:
+        con.execute("DELETE FROM account_smtp WHERE account_id = ?", [account_id])
+        return
+    secret_ref = check_reference(settings.secret_ref)
+    con.execute(
+        "INSERT INTO account_smtp (account_id, host, port, security, login, secret_ref, ca_file, updated_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, current_timestamp) ON CONFLICT (account_id) DO UPDATE SET"
+        " host = excluded.host, port = excluded.port, security = excluded.security, login = excluded.login,"
+        " secret_ref = excluded.secret_ref, ca_file = excluded.ca_file, updated_at = excluded.updated_at",
+        [account_id, settings.host, settings.port, settings.security, settings.login, secret_ref, settings.ca_file],
     )
 
 
@@ -77,10 +110,16 @@ class DirectoryMixin:
                 [account.name, account.kind, owner_id, account.protocol, account.host, account.port,
                  account.security, account.address, account.login, secret_ref, account.ca_file, account.folder],
             ).fetchone()
+            if account.smtp is not None:
+                _save_smtp(con, account_id, account.smtp)
         return self.get_account(account.name) if account_id else account
 
     def update_account(self, account: Account) -> Account:
-        """Replace the settings of the stored account with ``account.name``; returns the stored account."""
+        """Replace the settings of the stored account with ``account.name``; returns the stored account.
+
+        SMTP settings are replaced when ``account.smtp`` is set and kept when it is None (clear them
+        with :meth:`set_smtp`).
+        """
         secret_ref = check_reference(account.secret_ref)
         with self.db.atomic() as con:
             if not con.execute("SELECT 1 FROM accounts WHERE name = ?", [account.name]).fetchone():
@@ -92,13 +131,30 @@ class DirectoryMixin:
                 [account.kind, owner_id, account.protocol, account.host, account.port, account.security,
                  account.address, account.login, secret_ref, account.ca_file, account.folder, account.name],
             )
+            if account.smtp is not None:
+                (account_id,) = con.execute("SELECT account_id FROM accounts WHERE name = ?", [account.name]).fetchone()
+                _save_smtp(con, account_id, account.smtp)
         return self.get_account(account.name)
+
+    def set_smtp(self, name: str, settings: SmtpSettings | None) -> Account:
+        """Set (or with ``None`` remove) the SMTP settings of account ``name``; returns the stored account.
+
+        Build ``settings`` with :func:`vmailkit.accounts.make_smtp_settings`. Raises
+        :class:`NotFoundError` for an unknown account and :class:`ValidationError` when the secret is
+        not a reference (the password itself is never stored).
+        """
+        with self.db.atomic() as con:
+            row = con.execute("SELECT account_id FROM accounts WHERE name = ?", [name]).fetchone()
+            if row is None:
+                raise NotFoundError(f"no account named {name!r}")
+            _save_smtp(con, row[0], settings)
+        return self.get_account(name)
 
     def delete_account(self, name: str) -> None:
         """Delete an account and its subscriptions and sync state; stored mail is kept."""
         account = self.get_account(name)
         with self.db.atomic() as con:
-            for table in ("subscriptions", "sync_state", "sync_uidls"):
+            for table in ("subscriptions", "sync_state", "sync_uidls", "account_smtp"):
                 con.execute(f"DELETE FROM {table} WHERE account_id = ?", [account.account_id])
             con.execute("DELETE FROM accounts WHERE account_id = ?", [account.account_id])
 
@@ -119,9 +175,10 @@ class DirectoryMixin:
                 " WHERE a.name = ?",
                 [name],
             ).fetchone()
+            smtp = _smtp_settings(con, [row]) if row is not None else {}
         if row is None:
             raise NotFoundError(f"no account named {name!r}")
-        return _account_from_row(row)
+        return _accounts_with_smtp([row], smtp)[0]
 
     def list_accounts(self) -> list[Account]:
         """Every account, general ones first, then by name."""
@@ -130,7 +187,8 @@ class DirectoryMixin:
                 f"SELECT {_ACCOUNT_COLS} FROM accounts a LEFT JOIN users u ON u.user_id = a.owner_user_id"
                 " ORDER BY a.kind, a.name"
             ).fetchall()
-        return [_account_from_row(r) for r in rows]
+            smtp = _smtp_settings(con, rows)
+        return _accounts_with_smtp(rows, smtp)
 
     def accounts_frame(self) -> pd.DataFrame:
         """Every account as a DataFrame, secret references included (they are not secrets)."""
@@ -165,4 +223,5 @@ class DirectoryMixin:
                 " LEFT JOIN users u ON u.user_id = a.owner_user_id WHERE s.user_id = ? ORDER BY a.kind, a.name",
                 [u.user_id],
             ).fetchall()
-        return [_account_from_row(r) for r in rows]
+            smtp = _smtp_settings(con, rows)
+        return _accounts_with_smtp(rows, smtp)

@@ -9,12 +9,14 @@ import pandas as pd
 
 from ..errors import ValidationError
 from .db import Database
+from .links import normalize_entity_type
 
 LIST_COLUMNS = (
     "e.email_id, e.sent_at, e.from_address, e.from_name, e.subject, e.status, e.direction,"
     " e.has_attachments, e.size,"
     " (SELECT string_agg(DISTINCT a.name, ', ' ORDER BY a.name) FROM email_locations l"
-    "   JOIN accounts a ON a.account_id = l.account_id WHERE l.email_id = e.email_id) AS accounts"
+    "   JOIN accounts a ON a.account_id = l.account_id WHERE l.email_id = e.email_id) AS accounts,"
+    " (SELECT count(*) FROM email_links k WHERE k.email_id = e.email_id) AS related_count"
 )
 
 
@@ -32,6 +34,9 @@ class EmailFilter:
     until: datetime | None = None
     direction: str | None = None
     user: str | None = None           # mails downloaded from accounts this user subscribes to
+    linked: bool | None = None        # True: mails related to at least one CRM record; False: to none
+    entity_type: str | None = None    # mails linked to a record of this type (aliases accepted) ...
+    entity_id: int | None = None      # ... with this id (needs entity_type)
 
     def where(self) -> tuple[str, list[Any]]:
         """Return the WHERE clause (``""`` when no criteria) and its parameters."""
@@ -66,6 +71,18 @@ class EmailFilter:
                 " OR e.from_name ILIKE ? ESCAPE '\\' OR e.body_text ILIKE ? ESCAPE '\\')"
             )
             params.extend([pattern] * 4)
+        if self.linked is not None:
+            clauses.append(("" if self.linked else "NOT ")
+                           + "EXISTS (SELECT 1 FROM email_links k WHERE k.email_id = e.email_id)")
+        if self.entity_type or self.entity_id is not None:
+            if not self.entity_type:
+                raise ValidationError("entity_type", "give the type of the record whose id is entity_id")
+            link_sql = "EXISTS (SELECT 1 FROM email_links k WHERE k.email_id = e.email_id AND k.entity_type = ?"
+            params.append(normalize_entity_type(self.entity_type))
+            if self.entity_id is not None:
+                link_sql += " AND k.entity_id = ?"
+                params.append(int(self.entity_id))
+            clauses.append(link_sql + ")")
         if self.since is not None:
             clauses.append("e.sent_at >= ?")
             params.append(self.since)

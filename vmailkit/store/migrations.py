@@ -243,4 +243,40 @@ MIGRATIONS: list[tuple[str, str]] = [
                ON k.email_id = e.email_id;
         """,
     ),
+    (
+        "0003_smtp_outgoing",
+        """
+        -- How an account sends: its SMTP server. secret_ref is a reference, never a password.
+        CREATE TABLE account_smtp (
+            account_id  INTEGER PRIMARY KEY,
+            host        VARCHAR NOT NULL,
+            port        INTEGER NOT NULL CHECK (port BETWEEN 1 AND 65535),
+            security    VARCHAR NOT NULL CHECK (security IN ('ssl', 'starttls', 'plain')),
+            login       VARCHAR NOT NULL,
+            secret_ref  VARCHAR NOT NULL,
+            ca_file     VARCHAR,
+            updated_at  TIMESTAMPTZ NOT NULL DEFAULT current_timestamp
+        );
+
+        -- One row per mail vmailkit sent (emails.direction = 'outgoing'): through which account, to whom,
+        -- in reply to which mail, what the SMTP server answered, and the copy appended to the Sent folder.
+        CREATE TABLE email_sends (
+            email_id              BIGINT PRIMARY KEY,
+            account_id            INTEGER NOT NULL,
+            in_reply_to_email_id  BIGINT,
+            reply_all             BOOLEAN NOT NULL DEFAULT false,
+            envelope_from         VARCHAR NOT NULL,
+            envelope_to           VARCHAR[] NOT NULL,
+            smtp_host             VARCHAR NOT NULL,
+            smtp_port             INTEGER NOT NULL,
+            smtp_response         VARCHAR,
+            sent_by               INTEGER,
+            sent_at               TIMESTAMPTZ NOT NULL,
+            sent_folder           VARCHAR,
+            sent_uidvalidity      BIGINT,
+            sent_uid              BIGINT,
+            sent_folder_error     VARCHAR
+        );
+        """,
+    ),
 ]
