@@ -4,8 +4,10 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 DEB_TEST_PACKAGES := dovecot-imapd dovecot-pop3d openssl
+# The real-browser test (tests/test_browser.py) drives Debian's Chromium through Playwright.
+DEB_BROWSER_PACKAGES := chromium
 
-.PHONY: help venv test test-fast deb-packages demo lab bench clean
+.PHONY: help venv test test-fast deb-packages browser-packages demo lab bench clean
 
 help:
 	@echo "make demo   - run the main job on the built-in demo (embedded mail server)"
@@ -34,7 +36,20 @@ deb-packages:
 	  fi; \
 	fi
 
-test: venv deb-packages
+# Installs Debian's Chromium for the browser test, when run as root and it is missing (never a
+# browser downloaded by Playwright).
+browser-packages:
+	@if ! command -v chromium >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = "0" ]; then \
+	    echo "Installing $(DEB_BROWSER_PACKAGES) ..."; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEB_BROWSER_PACKAGES) >/dev/null; \
+	  else \
+	    echo "WARNING: chromium is not installed and this is not root: the browser test will be skipped"; \
+	    echo "         (sudo apt-get install $(DEB_BROWSER_PACKAGES))"; \
+	  fi; \
+	fi
+
+test: venv deb-packages browser-packages
 	$(PY) -m pytest -ra $(PYTEST_ARGS)
 
 test-fast: venv

@@ -132,7 +132,7 @@ def test_server_serves_exact_bytes_with_pinned_uidvalidity(content, tmp_path):
             finally:
                 pop.quit()
             assert bodies == expected
-            assert took < 0.02 * len(expected) + 1.0                    # TCP_NODELAY: no ~45 ms per RETR
+            assert took < 0.01 * len(expected) + 0.3    # TCP_NODELAY: without it ~45 ms per RETR (2.3 s here)
             with pytest.raises(poplib.error_proto):
                 bad = poplib.POP3("127.0.0.1", srv.pop3_port)
                 bad.user(accounts["ben-mail"].address)

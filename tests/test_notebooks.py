@@ -17,7 +17,7 @@ papermill = pytest.importorskip("papermill")
 from vmailkit import Store  # noqa: E402
 from vmailkit.crm import load_crm  # noqa: E402
 
-pytestmark = pytest.mark.dovecot
+
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 PW_ENV = "VMK_NB_OFFICE_PW"
@@ -67,6 +67,7 @@ def office(tmp_path_factory, dovecot):
     os.environ.pop(PW_ENV, None)
 
 
+@pytest.mark.dovecot
 def test_all_notebooks_run_in_order(office):
     base, store, user = office
     db = str(store.path)
@@ -100,6 +101,7 @@ def test_all_notebooks_run_in_order(office):
     assert user.password.encode() not in db_bytes
 
 
+@pytest.mark.dovecot
 def test_typed_password_never_reaches_the_notebook_or_the_database(office, dovecot, tmp_path, monkeypatch):
     """A password typed into the panel is used, then cleared: the executed notebook (with its saved
     widget state) and the database file do not contain it."""
@@ -137,3 +139,20 @@ def test_typed_password_never_reaches_the_notebook_or_the_database(office, dovec
     db = Path(store.path)
     assert typed_user.password.encode() not in b"".join(p.read_bytes() for p in db.parent.glob(db.name + "*"))
     assert store.count_emails() == 1
+
+
+@pytest.mark.parametrize("name", ["01_accounts.ipynb", "02_incoming.ipynb", "03_emails.ipynb", "04_linking.ipynb"])
+def test_notebooks_are_clean_and_parameterised(name):
+    """Shipped without outputs, opening with markdown, with a tagged parameters cell papermill can read."""
+    book = nbformat.read(NOTEBOOKS / name, as_version=4)
+    nbformat.validate(book)
+    assert book.cells[0].cell_type == "markdown"
+    tagged = [c for c in book.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1 and tagged[0] is book.cells[1]
+    params = papermill.inspect_notebook(str(NOTEBOOKS / name))
+    assert {"db_path", "user"} <= set(params)
+    assert all(p["default"] != "" for p in params.values())
+    for cell in book.cells:
+        if cell.cell_type == "code":
+            assert not cell.outputs and cell.execution_count is None
+            assert "input(" not in cell.source and "SELECT " not in cell.source.upper()

@@ -307,9 +307,11 @@ def test_starttls_not_offered_is_refused(store, tmp_path):
 def test_implicit_tls_smtps(store, smtps):
     use_smtp(store, smtps)
     original = save(store, make_mail(1))
-    new_id = send_reply(store, compose_reply(store, original, body="over SMTPS"), passwords=PASSWORDS)
+    body = "over SMTPS\n.\n.a line starting with a dot\n..two dots"     # SMTP dot-stuffing must round-trip
+    new_id = send_reply(store, compose_reply(store, original, body=body), passwords=PASSWORDS)
     (got,) = smtps.messages
     assert got.login == OWN and bytes(store.get_email(new_id)["raw"]) == got.content
+    assert b"\r\n.\r\n.a line starting with a dot\r\n..two dots\r\n" in got.content
     assert store.sent_info(new_id)["smtp_port"] == smtps.port
 
 

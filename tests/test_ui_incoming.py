@@ -49,7 +49,7 @@ def test_check_pick_download(store, dovecot, mailuser):
     assert "broken failed (auth)" in p.statuses.value and "office: 3 message(s)" in p.statuses.value
     assert all(f.value == "" for f in p.password_fields.values())
     assert list(p.frame["subject"]) == [f"Booking {700 + n} rooming list" for n in (3, 2, 1)]
-    assert len(p.table.body.children) == 3 and "📎" in p.table.body.children[1].children[1].value
+    assert len(p.table.body.children) == 3 and 'vmk-col-attach" title="yes"' in p.table.body.children[1].children[1].value
 
     # tick two rows like a person, then download after confirming
     keys = p.table.keys

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .errors import ValidationError
+from .secrets import check_reference
 
 PROTOCOLS = ("imap", "pop3")
 SECURITIES = ("ssl", "starttls", "plain")
@@ -196,8 +197,6 @@ def make_smtp_settings(
     security, a port outside 1..65535, an empty login, a secret that is not a reference (the value
     is never echoed), a CA file that does not exist.
     """
-    from .secrets import check_reference
-
     host = (host or "").strip()
     if not host or any(c.isspace() for c in host):
         raise ValidationError("host", f"{host!r} is not a host name")

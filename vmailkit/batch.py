@@ -275,7 +275,7 @@ def run_batch(
         raise ValidationError("db_path", f"{path} does not exist (create it with `vmailkit init`, or run `make demo`)")
     say = log or (lambda _line: None)
     store = Store(path, lock_timeout=lock_timeout)
-    if user is None or (isinstance(user, str) and user.strip().lower() in ("", "all", "none")):
+    if user is None or (isinstance(user, str) and not user.strip()):
         users = [str(u) for u in store.users()["name"]]
     elif isinstance(user, (str, int)):
         users = [str(user).strip()]

@@ -380,5 +380,6 @@ def download_link(store: Any, email_id: int, part_index: int, *, label: str = "D
         return (f'<span class="vmk-too-big">{_html.escape(name)} is {len(content) // (1024 * 1024)} MB: '
                 "save it to a file instead</span>")
     uri = "data:application/octet-stream;base64," + base64.b64encode(content).decode("ascii")
-    return (f'<a class="vmk-download" download="{_html.escape(name, quote=True)}" href="{uri}">'
+    return (f'<a class="vmk-download" download="{_html.escape(name, quote=True)}" href="{uri}" '
+            f'style="color:#0969da;text-decoration:underline">'
             f"{_html.escape(label)}</a>")

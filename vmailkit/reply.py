@@ -64,6 +64,7 @@ __all__ = [
     "OutgoingAttachment",
     "OutgoingMessage",
     "REPLY_PREFIXES",
+    "as_attachments",
     "build_message",
     "compose_reply",
     "html_to_text",
@@ -236,7 +237,8 @@ class Draft:
         parts = [body, ""] if body else [""]
         if self.attribution:
             parts.append(self.attribution)
-        parts.append(quote_text(self.quoted_text))
+        if (self.quoted_text or "").strip():
+            parts.append(quote_text(self.quoted_text))
         return "\n".join(parts) + "\n"
 
     @property

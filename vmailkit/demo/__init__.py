@@ -19,13 +19,18 @@ from __future__ import annotations
 
 import os
 import secrets
+import subprocess
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .content import COMPANY, DemoContent, generate
 from .server import HOST, DemoServer, DemoServerError
+
+if TYPE_CHECKING:
+    from ..batch import BatchReport
 
 DEFAULT_DIR = "demo"
 DEFAULT_IMAP_PORT = int(os.environ.get("VMAILKIT_DEMO_IMAP_PORT") or 14143)
@@ -76,7 +81,7 @@ class DemoResult:
 
     paths: DemoPaths
     content: DemoContent
-    report: "object"              # vmailkit.batch.BatchReport
+    report: "BatchReport"
     text: str
     seconds: float
 
@@ -169,7 +174,6 @@ def run_demo(
     out(f"vmailkit demo: {COMPANY}, a tour operator. {len(content.mails)} mails over seven weeks in "
         f"{len(per_account)} mailboxes ({', '.join(f'{a} {n}' for a, n in per_account.items())}); "
         f"CRM: {crm_sizes}.")
-    setup_demo(paths, content, imap_port=imap_port, pop3_port=pop3_port, out=out)
     server = DemoServer(state_file=paths.server_state, log_file=paths.server_log, env=child_env,
                         imap_port=imap_port, pop3_port=pop3_port)
     try:
@@ -179,13 +183,16 @@ def run_demo(
     try:
         out(f"Demo mail server on {HOST}: IMAP port {server.imap_port}, POP3 port {server.pop3_port} "
             "(local demo, no TLS)")
-        if (server.imap_port, server.pop3_port) != (imap_port, pop3_port):  # pragma: no cover - port 0
-            setup_demo(paths, content, imap_port=server.imap_port, pop3_port=server.pop3_port, out=out)
+        # the accounts point at the ports in use (free ones were picked for ports 0)
+        setup_demo(paths, content, imap_port=server.imap_port, pop3_port=server.pop3_port, out=out)
         out("Running notebooks/batch_import.ipynb through papermill for every user ...")
         paths.report.unlink(missing_ok=True)
         t0 = time.monotonic()
-        proc = run_notebook(paths.notebook_output, {"db_path": str(paths.db), "user": None,
-                                                     "report_path": str(paths.report)}, env=child_env)
+        try:
+            proc = run_notebook(paths.notebook_output, {"db_path": str(paths.db), "user": None,
+                                                         "report_path": str(paths.report)}, env=child_env)
+        except subprocess.TimeoutExpired:
+            raise DemoError("the batch notebook did not finish within 10 minutes") from None
         took = time.monotonic() - t0
     finally:
         server.stop()

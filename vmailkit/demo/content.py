@@ -4,7 +4,7 @@
 under the brand *Danube Blue*, Mallorca and the Greek islands under *Sunway Classic*). Its mail
 comes from customers (agencies, a school, a company, a family), suppliers (hotels, an airline,
 coach companies, a ferry line, a cruise company), travellers and newsletters, over seven weeks of
-autumn 2026, in ten languages and as many charsets, with PDF, CSV, calendar and image attachments,
+autumn 2026, in eleven languages and their usual charsets, with PDF, CSV, calendar and image attachments,
 HTML newsletters with remote images, and threads with replies.
 
 :func:`generate` returns everything as a :class:`DemoContent`: users, accounts and subscriptions,
@@ -22,7 +22,7 @@ import hashlib
 import random
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 import pandas as pd
@@ -555,6 +555,15 @@ class _Builder:
         return START + timedelta(days=7 * week + weekday, hours=hour, minutes=self.rng.randint(0, 59),
                                  seconds=self.rng.randint(0, 59))
 
+    def later(self, date: datetime, *, days: int = 0, hours: int = 0) -> datetime:
+        """``date`` plus a delay, moved into office hours (07:00-19:00 UTC) when it falls outside them."""
+        when = date + timedelta(days=days, hours=hours)
+        if when.hour < 7:
+            when = when.replace(hour=7 + when.hour % 3)
+        elif when.hour >= 19:
+            when = (when + timedelta(days=1)).replace(hour=8 + when.hour % 3)
+        return when
+
     def random_day(self, week_from: int = 0, week_to: int = WEEKS - 1) -> datetime:
         return self.day(self.rng.randint(week_from, week_to), self.rng.randint(0, 4))
 
@@ -732,7 +741,7 @@ def generate() -> DemoContent:
         if rng.random() < 0.7:
             b.add(sender_name=name, sender=addr, to=[office], cc=cc, subject=f"{spec['re']} {subject}", lang=lang,
                   text=b.reply_text(lang, signer, c.name, _our_answer(r.code, lang if lang in ("de", "es", "fr") else "en")),
-                  date=first.date + timedelta(days=1, hours=rng.randint(1, 30)), mailboxes=boxes,
+                  date=b.later(first.date, days=1, hours=rng.randint(1, 30)), mailboxes=boxes,
                   category="customer", refs=refs, reply_to=first)
         if rng.random() < 0.5:  # a question a bit later
             qsubject = f"{spec['question']} {r.code}" if r.number != AMBIGUOUS_NUMBER else \
@@ -766,7 +775,7 @@ def generate() -> DemoContent:
                 b.add(sender_name=hname, sender=haddr, to=[office],
                       subject=f"{'Re:' if english else hspec['re']} {hsubject}", lang=hlang,
                       text=b.reply_text(hlang, hsigner, h.name, "please note two ground-floor rooms and one late arrival."),
-                      date=hmail.date + timedelta(hours=rng.randint(3, 40)), mailboxes=("office",),
+                      date=b.later(hmail.date, hours=rng.randint(3, 40)), mailboxes=("office",),
                       category="supplier", refs=hrefs, reply_to=hmail)
         for transport_id in r.transport:
             t = SUPPLIER[transport_id]
@@ -833,7 +842,7 @@ def generate() -> DemoContent:
             b.add(sender_name=name, sender=addr, to=[anna if boxes == ("anna-mail",) else office],
                   subject=f"{spec['re']} {subject}", lang=c.lang,
                   text=b.reply_text(c.lang, signer, c.name, "thank you for your request; our offer is attached."),
-                  date=first.date + timedelta(days=2, hours=rng.randint(0, 20)), mailboxes=boxes, category="customer",
+                  date=b.later(first.date, days=2, hours=rng.randint(0, 20)), mailboxes=boxes, category="customer",
                   reply_to=first)
 
     # -- 4. supplier quotes and customer invoice questions ----------------------------------------------
@@ -848,7 +857,7 @@ def generate() -> DemoContent:
                                                     "application/pdf", f"{code}.pdf")])
         b.add(sender_name=sname, sender=saddr, to=[office], subject=f"{spec['re']} Offer {code} - {s.name}",
               lang=s.lang, text=b.reply_text(s.lang, ssigner, s.name, "could you hold the rooms until Friday?"),
-              date=first.date + timedelta(days=3), mailboxes=("office",), category="supplier", reply_to=first)
+              date=b.later(first.date, days=3), mailboxes=("office",), category="supplier", reply_to=first)
     for iid, number, cid in INVOICES:
         c = CUSTOMER[cid]
         name, addr, signer = customer_sender(c)
@@ -933,7 +942,7 @@ def generate() -> DemoContent:
         for k in range(i % 3):
             previous = b.add(sender_name=name, sender=addr, to=[anna], subject=f"{spec['re']} {subject}", lang=c.lang,
                              text=b.reply_text(c.lang, signer, c.name, previous.subject),
-                             date=previous.date + timedelta(days=1 + k, hours=rng.randint(1, 9)),
+                             date=b.later(previous.date, days=1 + k, hours=rng.randint(1, 9)),
                              mailboxes=("anna-mail",), category="customer", reply_to=previous)
 
     # -- 9. ben: suppliers' operational mail --------------------------------------------------------------

@@ -25,9 +25,13 @@ def _start(directory: str | os.PathLike[str], imap_port: int, pop3_port: int) ->
     paths.root.mkdir(parents=True, exist_ok=True)
     content = generate()
     env = {**os.environ, **demo_passwords(content)}
-    setup_demo(paths, content, imap_port=imap_port, pop3_port=pop3_port)
     server = DemoServer(state_file=paths.server_state, log_file=paths.server_log, env=env,
                         imap_port=imap_port, pop3_port=pop3_port).start()
+    try:
+        setup_demo(paths, content, imap_port=server.imap_port, pop3_port=server.pop3_port)
+    except BaseException:
+        server.stop()
+        raise
     print(f"Demo mail server on {HOST}: IMAP port {server.imap_port} (office, anna-mail), "
           f"POP3 port {server.pop3_port} (ben-mail); database {paths.db}")
     return paths, server, env

@@ -1,10 +1,12 @@
 """The embedded demo mail server: IMAP (pymap, in-memory) and POP3 (twisted.mail.pop3) on 127.0.0.1.
 
-Both run on one asyncio event loop in their own process (``python -m vmailkit.demo serve``), so the
-demo, a test or JupyterLab can start and stop it like any server::
+Both run on one asyncio event loop (Twisted's asyncio reactor) in their own process
+(``python -m vmailkit.demo serve``, serving :func:`vmailkit.demo.content.generate`'s mailboxes), so
+the demo, a test or JupyterLab starts and stops it like any server::
 
-    with DemoServer(mailboxes, imap_port=0, pop3_port=0) as srv:   # 0 = pick free ports
-        print(srv.imap_port, srv.pop3_port)
+    env = {**os.environ, **demo_passwords(content)}            # VMAILKIT_DEMO_PW_* for the child
+    with DemoServer(state_file="demo/server.json", env=env, imap_port=0, pop3_port=0) as srv:
+        print(srv.imap_port, srv.pop3_port)                     # 0: free ports were picked
 
 It is a *local demo*: plain text on the loopback interface only, no TLS, the accounts use security
 ``plain``. Passwords come from the environment of the process that starts it and are never written.
@@ -18,7 +20,7 @@ Pitfalls handled here:
 * Twisted's POP3 sends through a producer; without ``TCP_NODELAY`` every ``RETR`` waits ~45 ms for
   the client's delayed ACK. The protocol sets it on its transport.
 * Twisted's POP3 expects ``\\n`` line ends in the files it serves and turns them into ``\\r\\n``;
-  messages are kept as bytes (never text) with ``\\n`` ends, and byte-stuffing of lines starting
+  messages are kept as bytes (never text) with ``\\n`` ends, and dot-stuffing of lines starting
   with ``.`` is done correctly across the 16 KB chunks Twisted sends.
 * The greeting of both servers would look the host's FQDN up in DNS; a fixed name is used.
 """
@@ -90,6 +92,8 @@ async def start_imap(stack: AsyncExitStack, mailboxes: Iterable[ServedMailbox], 
         await identity.set(UserMetadata(config, mb.login, password=await passwords.hash_password(mb.password)))
         async with identity.new_session() as session:
             inbox = await session.mailbox_set.get_mailbox("INBOX")
+            if not hasattr(inbox, "_uid_validity"):  # pragma: no cover - guarded by the version pin
+                raise DemoServerError("this pymap version keeps UIDVALIDITY elsewhere; install pymap>=0.36,<0.37")
             inbox._uid_validity = uidvalidity  # pinned: pymap would pick a random one on every start
             for raw, when in mb.messages:
                 await inbox.append(AppendMessage(raw, when, frozenset()), recent=False)

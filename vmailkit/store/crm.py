@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import pandas as pd
 import pyarrow as pa
 
 from ..errors import ValidationError
@@ -223,7 +224,7 @@ class CrmMixin:
             sql = " UNION ALL ".join(f"SELECT '{n}', count(*) FROM {n}" for n in CRM_TABLES)
             return {name: int(n) for name, n in con.execute(sql).fetchall()}
 
-    def crm_frame(self, table: str) -> Any:
+    def crm_frame(self, table: str) -> pd.DataFrame:
         """A whole CRM table as a DataFrame (required columns first, then the extra ones)."""
         if table not in CRM_TABLES:
             raise ValidationError("table", f"unknown CRM table {table!r}; known: {', '.join(CRM_TABLES)}")

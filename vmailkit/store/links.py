@@ -5,7 +5,8 @@ mails in scope, never as a loop per mail. Every statement takes its values as pa
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import numbers
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +27,7 @@ ENTITY_TABLES: dict[str, tuple[str, str]] = {
 }
 ENTITY_TYPES: tuple[str, ...] = tuple(ENTITY_TABLES)
 
-#: Friendly names accepted wherever a type is given (compared lower-case, ``-``/space/``.`` as ``_``).
+#: Friendly names accepted wherever a type is given (compared lower-case, ``-``/space as ``_``, ``.`` dropped).
 ENTITY_ALIASES: dict[str, str] = {
     **{t: t for t in ENTITY_TABLES},
     **{t + "s": t for t in ENTITY_TABLES},
@@ -43,7 +44,7 @@ RULES: tuple[str, ...] = (
     "supplier.contact_email", "reservation.booking_code",
 )
 
-#: A target as given by callers: (type, id), "type:id", or a dict/row with entity_type and entity_id.
+#: A canonical link target: (entity type, entity id); see :func:`normalize_targets` for what callers may give.
 Target = tuple[str, int]
 
 
@@ -101,15 +102,27 @@ def normalize_targets(targets: Sequence[Any]) -> list[Target]:
         else:
             etype, eid = item
         canonical = normalize_entity_type(str(etype))
-        try:
-            number = int(str(eid).strip())
-        except ValueError:
-            raise ValidationError("entity_id", f"{eid!r} is not a whole number") from None
+        number = _whole_number(eid)
         if (canonical, number) not in out:
             out.append((canonical, number))
     if not out:
         raise ValidationError("targets", "name at least one record")
     return out
+
+
+def _whole_number(value: Any) -> int:
+    """``value`` as an int (ints, integral floats such as pandas' ``7.0``, digit strings); raises
+    :class:`ValidationError` (field ``entity_id``) otherwise."""
+    if isinstance(value, bool):
+        raise ValidationError("entity_id", f"{value!r} is not a whole number")
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real) and float(value).is_integer():
+        return int(value)
+    text = str(value).strip()
+    if text.lstrip("+-").isdigit():
+        return int(text)
+    raise ValidationError("entity_id", f"{value!r} is not a whole number")
 
 
 @dataclass
@@ -202,7 +215,7 @@ def _rank(expr: str) -> str:
 
 
 def _search_sql(etype: str) -> str:
-    """The search statement for one type; parameters: text, text again (the type's label), limit."""
+    """The search statement for one type; parameters: the text, the type (a column), the limit."""
     table, id_col = ENTITY_TABLES[etype]
     spec = _SEARCH[etype]
     ranks = [_rank(f) for f in spec.ranked] + [f"CASE WHEN CAST(x.{id_col} AS VARCHAR) = q.q THEN 0 ELSE 3 END"]

@@ -8,7 +8,7 @@ import ipywidgets as W
 from ..accounts import Account, default_port, make_account
 from ..errors import MailServerError, NotFoundError, SecretError, ValidationError
 from ..sync import test_account
-from .common import LABEL_WIDTH, Panel, PasswordBook, Worker, esc, labelled, note
+from .common import Panel, PasswordBook, Worker, esc, labelled, note
 
 NEW = "__new__"
 

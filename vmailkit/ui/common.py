@@ -199,7 +199,11 @@ class Worker:
             try:
                 result = job(self.update, self.cancel_event)
                 self.last_result = result
-                self.progress.bar_style = "warning" if self.cancel_event.is_set() else "success"
+                if self.cancel_event.is_set():
+                    self.progress.bar_style = "warning"
+                else:
+                    self.progress.bar_style = "success"
+                    self.progress.value = self.progress.max
                 if on_done is not None:
                     on_done(result)
             except BaseException as exc:  # noqa: BLE001 - reported in the panel

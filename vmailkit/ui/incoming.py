@@ -35,7 +35,7 @@ COLUMNS = [
     Column("sender", "From", "16em"),
     Column("subject", "Subject", "24em"),
     Column("size", "Size", "5em", _size),
-    Column("attach", "📎", "1.6em", lambda v: "📎" if v else ""),
+    Column("attach", "Files", "3.5em", lambda v: "yes" if v else ""),
     Column("stored", "Stored", "4.5em", lambda v: "yes" if v else ""),
 ]
 

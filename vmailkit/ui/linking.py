@@ -8,7 +8,7 @@ import ipywidgets as W
 import pandas as pd
 
 from ..errors import ValidationError
-from .common import Column, Panel, RowTable, note
+from .common import Column, Panel, RowTable
 from .mail import ENTITY_CHOICES, MailListPanel
 
 _LABELS = {value: label for label, value in ENTITY_CHOICES}

@@ -12,7 +12,7 @@ import pandas as pd
 from .. import render
 from ..errors import ValidationError
 from ..store import EmailFilter
-from .common import Column, Pager, Panel, RowTable, esc, labelled, note
+from .common import Column, Pager, Panel, RowTable, esc, labelled
 
 #: CRM record types in the order the workbench offers them, with their labels.
 ENTITY_CHOICES: list[tuple[str, str]] = [
@@ -34,7 +34,7 @@ LIST_COLUMNS = [
     Column("subject", "Subject", "24em"),
     Column("accounts", "Account", "8em"),
     Column("status", "Status", "4.5em"),
-    Column("attach", "📎", "1.6em", lambda v: "📎" if v else ""),
+    Column("attach", "Files", "3.5em", lambda v: "yes" if v else ""),
     Column("related", "Related", "4em", lambda v: "" if v is None or pd.isna(v) else str(int(v))),
 ]
 
