@@ -72,7 +72,17 @@ def test_cli_check_download_emails(tmp_path, dovecot, mailuser):
     assert [e["subject"] for e in emails] == ["Booking 703 rooming list", "Booking 702 rooming list"]
     assert json.loads(run(db, "emails", "--search", "702", "--format", "json", check=True).stdout)[0]["status"] == "unread"
     table = run(db, "emails", check=True).stdout
-    assert "Booking 703 rooming list" in table
+    assert "Booking 703 rooming list" in table and "related_count" in table
+
+    def listed(*args: str) -> list[str]:
+        return [e["subject"] for e in json.loads(run(db, "emails", *args, "--format", "json", check=True).stdout)]
+
+    assert listed("--unlinked") == ["Booking 703 rooming list", "Booking 702 rooming list"]
+    assert listed("--linked") == [] and listed("--entity", "customer:1") == []
+    assert listed("--since", "2026-11-02T11:30:00") == ["Booking 703 rooming list"]
+    assert listed("--until", "2026-11-02T11:30:00", "--account", "office", "--user", "anna") == ["Booking 702 rooming list"]
+    bad = run(db, "emails", "--entity", "spaceship:1")
+    assert bad.returncode == 1 and "entity_type" in bad.stderr
 
 
 def test_cli_failing_account_exit_3_others_complete(tmp_path, dovecot, mailuser):

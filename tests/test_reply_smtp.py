@@ -150,6 +150,12 @@ def test_reply_sent_over_starttls_and_stored_as_received(store, smtp):
     # shown in the mail list
     listed = store.list_emails(EmailFilter(direction="outgoing"))
     assert list(listed["email_id"]) == [new_id] and listed["related_count"].iloc[0] == 3
+    assert listed["accounts"].iloc[0] == "office"
+    # ... also under the sending account and for the users subscribed to it, though it has no location
+    assert new_id in set(store.list_emails(EmailFilter(account="office"))["email_id"])
+    assert new_id in set(store.list_emails(EmailFilter(user="anna"))["email_id"])
+    store.add_user("zoe")
+    assert store.count_matching(EmailFilter(user="zoe")) == 0
     assert store.count_emails() == 2
 
 

@@ -268,18 +268,41 @@ def _auto_matcher():  # type: ignore[no-untyped-def]
 
 @main.command()
 @click.option("--status", type=click.Choice(["unread", "read"]))
-@click.option("--account", "account_name", help="Only mail seen in this account.")
+@click.option("--direction", type=click.Choice(["incoming", "outgoing"]))
+@click.option("--account", "account_name", help="Only mail received in (or sent through) this account.")
+@click.option("--user", "user_name", help="Only mail of the accounts this user subscribes to.")
 @click.option("--search", help="Case-insensitive text in subject, sender or body.")
+@click.option("--linked/--unlinked", default=None, help="Only mail related (or not) to a CRM record.")
+@click.option("--entity", metavar="TYPE[:ID]", help="Only mail linked to a record of TYPE (with that id).")
+@click.option("--since", type=click.DateTime(), help="Sent on or after (UTC).")
+@click.option("--until", type=click.DateTime(), help="Sent before (UTC).")
 @click.option("--limit", type=int, default=50, show_default=True)
 @click.option("--offset", type=int, default=0, show_default=True)
 @FORMAT
 @click.pass_context
 @friendly
-def emails(ctx: click.Context, status: str | None, account_name: str | None, search: str | None, limit: int,
-           offset: int, fmt: str) -> None:
-    """List stored mail, newest first."""
-    flt = EmailFilter(status=status, account=account_name, search=search)
+def emails(ctx: click.Context, status: str | None, direction: str | None, account_name: str | None,
+           user_name: str | None, search: str | None, linked: bool | None, entity: str | None,
+           since: Any, until: Any, limit: int, offset: int, fmt: str) -> None:
+    """List stored mail, newest first, with its related-to count."""
+    entity_type, entity_id = None, None
+    if entity:
+        entity_type, _, raw_id = entity.partition(":")
+        if raw_id:
+            if not raw_id.strip().isdigit():
+                raise click.BadParameter(f"{raw_id!r} is not a record id", param_hint="--entity")
+            entity_id = int(raw_id)
+    flt = EmailFilter(status=status, direction=direction, account=account_name, user=user_name, search=search,
+                      linked=linked, entity_type=entity_type, entity_id=entity_id,
+                      since=_utc(since), until=_utc(until))
     emit(_store(ctx).list_emails(flt, limit=limit, offset=offset), fmt)
+
+
+def _utc(value: Any) -> Any:
+    """A naive datetime from the command line, taken as UTC."""
+    from datetime import timezone
+
+    return None if value is None else value.replace(tzinfo=timezone.utc)
 
 
 def _register_subcommands() -> None:

@@ -11,11 +11,18 @@ from ..errors import ValidationError
 from .db import Database
 from .links import normalize_entity_type
 
+#: The accounts a mail belongs to: where it was received, and the account an outgoing mail was sent
+#: through (a sent reply has a location only when it was appended to the Sent folder).
+MAIL_ACCOUNT_IDS = (
+    "(SELECT l.account_id FROM email_locations l WHERE l.email_id = e.email_id"
+    " UNION SELECT s.account_id FROM email_sends s WHERE s.email_id = e.email_id)"
+)
+
 LIST_COLUMNS = (
     "e.email_id, e.sent_at, e.from_address, e.from_name, e.subject, e.status, e.direction,"
     " e.has_attachments, e.size,"
-    " (SELECT string_agg(DISTINCT a.name, ', ' ORDER BY a.name) FROM email_locations l"
-    "   JOIN accounts a ON a.account_id = l.account_id WHERE l.email_id = e.email_id) AS accounts,"
+    " (SELECT string_agg(DISTINCT a.name, ', ' ORDER BY a.name) FROM accounts a"
+    f"   WHERE a.account_id IN {MAIL_ACCOUNT_IDS}) AS accounts,"
     " (SELECT count(*) FROM email_links k WHERE k.email_id = e.email_id) AS related_count"
 )
 
@@ -33,7 +40,7 @@ class EmailFilter:
     since: datetime | None = None
     until: datetime | None = None
     direction: str | None = None
-    user: str | None = None           # mails downloaded from accounts this user subscribes to
+    user: str | None = None           # mails received in, or sent through, accounts this user subscribes to
     linked: bool | None = None        # True: mails related to at least one CRM record; False: to none
     entity_type: str | None = None    # mails linked to a record of this type (aliases accepted) ...
     entity_id: int | None = None      # ... with this id (needs entity_type)
@@ -53,15 +60,12 @@ class EmailFilter:
             clauses.append("e.direction = ?")
             params.append(self.direction)
         if self.account:
-            clauses.append(
-                "EXISTS (SELECT 1 FROM email_locations l JOIN accounts a ON a.account_id = l.account_id"
-                " WHERE l.email_id = e.email_id AND a.name = ?)"
-            )
+            clauses.append(f"EXISTS (SELECT 1 FROM accounts a WHERE a.name = ? AND a.account_id IN {MAIL_ACCOUNT_IDS})")
             params.append(self.account)
         if self.user:
             clauses.append(
-                "EXISTS (SELECT 1 FROM email_locations l JOIN subscriptions s ON s.account_id = l.account_id"
-                " JOIN users u ON u.user_id = s.user_id WHERE l.email_id = e.email_id AND u.name = ?)"
+                "EXISTS (SELECT 1 FROM subscriptions s JOIN users u ON u.user_id = s.user_id"
+                f" WHERE u.name = ? AND s.account_id IN {MAIL_ACCOUNT_IDS})"
             )
             params.append(self.user)
         if self.search:
