@@ -141,7 +141,9 @@ def test_typed_password_never_reaches_the_notebook_or_the_database(office, dovec
     assert store.count_emails() == 1
 
 
-@pytest.mark.parametrize("name", ["01_accounts.ipynb", "02_incoming.ipynb", "03_emails.ipynb", "04_linking.ipynb"])
+@pytest.mark.parametrize(
+    "name", ["01_accounts.ipynb", "02_incoming.ipynb", "03_emails.ipynb", "04_linking.ipynb", "batch_import.ipynb"]
+)
 def test_notebooks_are_clean_and_parameterised(name):
     """Shipped without outputs, opening with markdown, with a tagged parameters cell papermill can read."""
     book = nbformat.read(NOTEBOOKS / name, as_version=4)
@@ -151,6 +153,9 @@ def test_notebooks_are_clean_and_parameterised(name):
     assert len(tagged) == 1 and tagged[0] is book.cells[1]
     params = papermill.inspect_notebook(str(NOTEBOOKS / name))
     assert {"db_path", "user"} <= set(params)
+    # every assignment in the cell is understood by papermill (a comment with "=" breaks its parser)
+    assigned = [line.split("=", 1)[0].strip() for line in tagged[0].source.splitlines() if "=" in line.split("#")[0]]
+    assert sorted(assigned) == sorted(params)
     assert all(p["default"] != "" for p in params.values())
     for cell in book.cells:
         if cell.cell_type == "code":
