@@ -1,11 +1,15 @@
 """What every transport shares: TLS contexts, socket options, error mapping, result records."""
 from __future__ import annotations
 
+import imaplib
+import poplib
 import socket
 import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+
+from imap_tools.errors import ImapToolsError
 
 from ..accounts import Account
 from ..errors import (
@@ -135,6 +139,13 @@ def mapped_errors(account: Account, stage: str = "") -> Iterator[None]:
         raise ProtocolError(account.name, f"{where} closed the connection{(' during ' + stage) if stage else ''}: {exc or type(exc).__name__}") from None
     except OSError as exc:
         raise HostError(account.name, f"cannot reach {where}: {exc.strerror or exc}") from None
+    except (imaplib.IMAP4.error, poplib.error_proto, ImapToolsError) as exc:
+        raise ProtocolError(
+            account.name,
+            f"{where} answered something unexpected{(' during ' + stage) if stage else ''}: "
+            f"{decode_server_text(exc.args[0] if exc.args else exc)[:200]}"
+            " (is this the right port and protocol?)",
+        ) from None
 
 
 def starttls_missing(account: Account) -> StartTLSNotOffered:
