@@ -141,14 +141,7 @@ def make_account(
     host = (host or "").strip()
     if not host:
         raise ValidationError("host", "the host may not be empty")
-    if port is None:
-        port = std_port
-    try:
-        port = int(port)
-    except (TypeError, ValueError):
-        raise ValidationError("port", f"{port!r} is not a number") from None
-    if not 1 <= port <= 65535:
-        raise ValidationError("port", f"{port} is out of range 1..65535")
+    port = _valid_port(port, std_port)
     address = (address or "").strip()
     if "@" not in address:
         raise ValidationError("address", f"{address!r} is not an e-mail address")
@@ -157,10 +150,7 @@ def make_account(
         raise ValidationError("owner", "a personal account needs an owner (a user name)")
     if kind == "general" and owner is not None:
         raise ValidationError("owner", "a general account has no owner")
-    if ca_file:
-        if not Path(ca_file).is_file():
-            raise ValidationError("ca_file", f"{ca_file} does not exist")
-        ca_file = str(Path(ca_file).resolve())
+    ca_file = _valid_ca_file(ca_file)
     folder = (folder or "INBOX").strip() or "INBOX"
     if protocol == "pop3" and folder.upper() != "INBOX":
         raise ValidationError("folder", "POP3 has only the INBOX")
@@ -178,6 +168,28 @@ def make_account(
         ca_file=ca_file or None,
         folder=folder,
     )
+
+
+def _valid_port(port: object, default: int) -> int:
+    """``port`` as an int in 1..65535 (``default`` when None); raises :class:`ValidationError`."""
+    if port is None:
+        return default
+    try:
+        value = int(port)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        raise ValidationError("port", f"{port!r} is not a number") from None
+    if not 1 <= value <= 65535:
+        raise ValidationError("port", f"{value} is out of range 1..65535")
+    return value
+
+
+def _valid_ca_file(ca_file: str | None) -> str | None:
+    """The absolute path of an existing CA file, or None; raises :class:`ValidationError`."""
+    if not ca_file:
+        return None
+    if not Path(ca_file).is_file():
+        raise ValidationError("ca_file", f"{ca_file} does not exist")
+    return str(Path(ca_file).resolve())
 
 
 def make_smtp_settings(
@@ -203,21 +215,11 @@ def make_smtp_settings(
     security = (security or "").strip().lower()
     if security not in SECURITIES:
         raise ValidationError("security", f"unknown security {security!r}; use one of {', '.join(SECURITIES)}")
-    if port is None:
-        port = SMTP_DEFAULT_PORTS[security]
-    try:
-        port = int(port)
-    except (TypeError, ValueError):
-        raise ValidationError("port", f"{port!r} is not a number") from None
-    if not 1 <= port <= 65535:
-        raise ValidationError("port", f"{port} is out of range 1..65535")
+    port = _valid_port(port, SMTP_DEFAULT_PORTS[security])
     login = (login or "").strip()
     if not login:
         raise ValidationError("login", "the SMTP login may not be empty")
     secret_ref = check_reference(secret)
-    if ca_file:
-        if not Path(ca_file).is_file():
-            raise ValidationError("ca_file", f"{ca_file} does not exist")
-        ca_file = str(Path(ca_file).resolve())
+    ca_file = _valid_ca_file(ca_file)
     return SmtpSettings(host=host, port=port, security=security, login=login, secret_ref=secret_ref,
                         ca_file=ca_file or None)
