@@ -348,6 +348,18 @@ def test_corpus_all_stored_byte_exact(store, dovecot, mailuser, corpus_dir):
     p = pw(("corpus", mailuser))
     listed = check(store, "anna", passwords=p)
     assert listed.statuses[0].ok and len(listed.messages) == len(files)
+    # the header check's fast FETCH reader agrees with the full FETCH parser on every real mail
+    from vmailkit.sync import connect
+    from vmailkit.transport.imap import HEADER_FIELDS
+    from vmailkit.transport.imap_response import body_item, fast_header_items, has_attachments, parse_fetch
+
+    with connect(store.get_account("corpus"), p) as session:
+        data = session._uid("FETCH", "1:*", f"(UID RFC822.SIZE BODYSTRUCTURE BODY.PEEK[HEADER.FIELDS ({HEADER_FIELDS})])")
+    fast = fast_header_items(data)
+    slow = [(int(m["UID"]), int(m["RFC822.SIZE"]), body_item(m) or b"", has_attachments(m["BODYSTRUCTURE"]))
+            for m in parse_fetch(data)]
+    assert fast is not None and fast == slow
+    assert 40 < sum(1 for *_, att in fast if att) < len(files)
     summary = download(store, "anna", all_new=True, passwords=p)
     assert summary.ok and summary.total("failed") == 0
     locs = store.locations()

@@ -26,6 +26,7 @@ from .parse import parse_headers
 from .pipeline import Preparer, PreparedChunk
 from .secrets import resolve_secret
 from .store import ChunkResult, Store
+from .store.db import Lease
 from .transport import DEFAULT_TIMEOUT, ImapSession, Pop3Session, open_session
 
 Progress = Callable[[int, int], None]
@@ -284,10 +285,10 @@ def download(
         progress_state = [0, total]
         if progress:
             progress(0, total)
-        with Preparer(total) as preparer:
+        with Preparer(total) as preparer, store.db.lease() as lease:
             for account, entry, session, keys in plans:
                 assert session is not None
-                _download_account(store, u.user_id, account, entry, session, keys, preparer, summary,  # type: ignore[arg-type]
+                _download_account(store, u.user_id, account, entry, session, keys, preparer, lease, summary,  # type: ignore[arg-type]
                                    progress, progress_state, cancel, after_chunk)
                 if summary.cancelled:
                     break
@@ -300,7 +301,7 @@ def download(
 
 def _download_account(
     store: Store, user_id: int, account: Account, entry: AccountDownload, session: ImapSession | Pop3Session,
-    keys: list[str], preparer: Preparer, summary: DownloadSummary, progress: Progress | None,
+    keys: list[str], preparer: Preparer, lease: Lease, summary: DownloadSummary, progress: Progress | None,
     progress_state: list[int], cancel: threading.Event | None, after_chunk: AfterChunk | None,
 ) -> None:
     """Fetch, parse and store one account's messages; chunk k+1 is fetched while chunk k is parsed."""
@@ -308,6 +309,7 @@ def _download_account(
 
     def write(item: PreparedChunk) -> None:
         prepared = item.result()
+        lease.acquire()
         res: ChunkResult = store.save_chunk(
             user_id=user_id, account_id=account.account_id, protocol=account.protocol,  # type: ignore[arg-type]
             folder=session.folder, uidvalidity=session.uidvalidity, messages=prepared,
@@ -321,6 +323,7 @@ def _download_account(
         progress_state[0] += len(prepared)
         if progress:
             progress(progress_state[0], progress_state[1])
+        lease.breathe()
 
     try:
         chunks = iter(_fetch(session, keys))

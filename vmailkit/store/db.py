@@ -23,6 +23,35 @@ from .migrations import MIGRATIONS
 DEFAULT_DB = "vmail.duckdb"
 
 
+class Lease:
+    """A connection held across units of work; see :meth:`Database.lease`."""
+
+    def __init__(self, db: "Database", *, max_hold: float, pause: float) -> None:
+        self.db = db
+        self.max_hold = max_hold
+        self.pause = pause
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._since = 0.0
+
+    def acquire(self) -> None:
+        """Open the file now if the lease does not hold it (waits for other processes)."""
+        if self._con is None:
+            self._con = self.db._hold()
+            self._since = time.monotonic()
+
+    def breathe(self) -> None:
+        """Between units of work: after ``max_hold`` seconds, release the file and pause."""
+        if self._con is not None and time.monotonic() - self._since >= self.max_hold:
+            self.release()
+            time.sleep(self.pause)
+
+    def release(self) -> None:
+        """Close the connection (a checkpoint) if held."""
+        con, self._con = self._con, None
+        if con is not None:
+            self.db._drop(con)
+
+
 def default_db_path() -> Path:
     """``$VMAILKIT_DB`` when set, else ``./vmail.duckdb``."""
     return Path(os.environ.get("VMAILKIT_DB") or DEFAULT_DB)
@@ -79,6 +108,23 @@ class Database:
             con.close()
 
     @contextmanager
+    def lease(self, *, max_hold: float = 10.0, pause: float = 0.6) -> Iterator["Lease"]:
+        """Hold the file across many units of work (a long download), releasing it now and then.
+
+        Closing a DuckDB file checkpoints it, and a checkpoint rewrites the table's last, growing row
+        group: closing after every chunk of a large import costs more than the import itself. Inside a
+        lease the connection stays open (automatic checkpoints off) while the caller works; call
+        :meth:`Lease.breathe` between units of work: once the file has been held ``max_hold``
+        seconds it is closed (one checkpoint) and left free for ``pause`` seconds so that another
+        process waiting for it gets its turn, then reopened at the next use.
+        """
+        lease = Lease(self, max_hold=max_hold, pause=pause)
+        try:
+            yield lease
+        finally:
+            lease.release()
+
+    @contextmanager
     def atomic(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """Yield a connection inside one transaction: committed on success, rolled back on error.
 
@@ -98,6 +144,28 @@ class Database:
                 raise
             self._local.in_tx = False
             con.execute("COMMIT")
+
+    def _hold(self) -> duckdb.DuckDBPyConnection:
+        """Open a connection kept in this thread until :meth:`_drop` (see :class:`Lease`)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        con = self._open()
+        try:
+            if not self._migrated:
+                self._migrate(con)
+            con.execute("SET checkpoint_threshold = '1TB'")
+        except BaseException:
+            con.close()
+            raise
+        self._local.con = con
+        return con
+
+    def _drop(self, con: duckdb.DuckDBPyConnection) -> None:
+        if getattr(self._local, "con", None) is con:
+            self._local.con = None
+        try:
+            con.execute("RESET checkpoint_threshold")
+        finally:
+            con.close()
 
     # -- migrations --------------------------------------------------------------------------
     def _migrate(self, con: duckdb.DuckDBPyConnection) -> None:

@@ -25,7 +25,14 @@ from .base import (
     starttls_missing,
     tls_context,
 )
-from .imap_response import FetchParseError, body_item, compress_uids, has_attachments, parse_fetch
+from .imap_response import (
+    FetchParseError,
+    body_item,
+    compress_uids,
+    fast_header_items,
+    has_attachments,
+    parse_fetch,
+)
 
 # imaplib refuses response lines over 1 MB; a BODYSTRUCTURE of a message with thousands of parts can
 # exceed that. Literals (the message bytes) are read by length and are not affected.
@@ -153,6 +160,12 @@ class ImapSession(SessionBase):
                 f"(UID RFC822.SIZE BODYSTRUCTURE BODY.PEEK[HEADER.FIELDS ({HEADER_FIELDS})])",
             )
             wanted = set(chunk)
+            fast = fast_header_items(data)
+            if fast is not None:
+                for uid, size, header, attached in fast:
+                    if uid in wanted:
+                        yield RemoteHeader(key=str(uid), uid=uid, size=size, header=header, has_attachments=attached)
+                continue
             for item in self._parse(data):
                 uid = _int(item.get("UID"))
                 if uid is None or uid not in wanted:

@@ -159,3 +159,42 @@ def compress_uids(uids: Iterable[int]) -> str:
         start = prev = uid
     ranges.append(f"{start}:{prev}" if prev != start else str(start))
     return ",".join(ranges)
+
+
+_UID_RE = re.compile(rb"\bUID (\d+)")
+_SIZE_RE = re.compile(rb"\bRFC822\.SIZE (\d+)")
+_ATTACH_RE = re.compile(rb'\("attachment"|"(?:file)?name(?:\*\d*\*?)?" ', re.I)
+_HEADER_SECTION = b"BODY[HEADER.FIELDS"
+
+
+def fast_header_items(data: Iterable[Any]) -> list[tuple[int, int, bytes, bool]] | None:
+    """(UID, size, header bytes, has_attachments) per message of a header-check FETCH answer.
+
+    A shortcut for the one FETCH shape the header check sends (UID, RFC822.SIZE, BODYSTRUCTURE,
+    BODY.PEEK[HEADER.FIELDS (...)]): regular expressions over the response text instead of a full
+    parse. Returns None when the answer has another shape; the caller then uses :func:`parse_fetch`.
+    """
+    out: list[tuple[int, int, bytes, bool]] = []
+    texts: list[bytes] = []
+    header: bytes | None = None
+    for item in data:
+        if item is None:
+            continue
+        if isinstance(item, tuple):
+            text, literal = item[0], item[1]
+            if text.rfind(_HEADER_SECTION) != -1 and text.rstrip().endswith(b"}"):
+                header = literal
+            # a literal inside BODYSTRUCTURE (e.g. a file name) stands as an empty string: not needed
+            texts.append(text + b' ""')
+            continue
+        texts.append(item)
+        joined = b"".join(texts)
+        prefix = joined[: joined.find(b"BODYSTRUCTURE")]  # UID and size come before the structure
+        uid, size = _UID_RE.search(prefix), _SIZE_RE.search(prefix)
+        if uid is None or size is None or b"BODYSTRUCTURE" not in joined:
+            return None
+        if header is None and b"NIL" not in joined[joined.find(_HEADER_SECTION):]:
+            return None
+        out.append((int(uid.group(1)), int(size.group(1)), header or b"", _ATTACH_RE.search(joined) is not None))
+        texts, header = [], None
+    return None if texts else out
