@@ -191,10 +191,15 @@ def check(store: Store, user: str, *, from_beginning: bool = False, passwords: M
     """
     u = store.get_user(user)
     accounts = store.subscribed_accounts(user)
+    def one(account: Account) -> tuple[list[dict[str, object]], AccountStatus]:
+        return _check_one(store, u.user_id, account, passwords, from_beginning, timeout)  # type: ignore[arg-type]
+
     results: list[tuple[list[dict[str, object]], AccountStatus]] = []
-    if accounts:
+    if len(accounts) == 1:
+        results = [one(accounts[0])]
+    elif accounts:  # accounts are listed in parallel: one slow server does not hold up the others
         with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(accounts)))) as pool:
-            results = list(pool.map(lambda a: _check_one(store, u.user_id, a, passwords, from_beginning, timeout), accounts))  # type: ignore[arg-type]
+            results = list(pool.map(one, accounts))
     rows = [r for rs, _ in results for r in rs]
     frame = pd.DataFrame(rows, columns=CHECK_COLUMNS)
     if not frame.empty:
