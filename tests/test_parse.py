@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
+import email.headerregistry
 import hashlib
+import random
 import re
 import sys
 from datetime import datetime, timezone
-from email.parser import BytesParser
+from email import policy as email_policy
+from email.message import EmailMessage
+from email.parser import BytesHeaderParser, BytesParser, Parser
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 import pytest
@@ -27,6 +33,7 @@ from vmailkit.parse import (  # noqa: E402
     parse_message,
     split_header_block,
 )
+import vmailkit.parse as vparse  # noqa: E402  (private fast paths, tested against the email package)
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 
@@ -946,3 +953,399 @@ def test_corpus_specific_structures():
     assert any("unknown charset" in d for d in m.defects)
     m = get("mimekit/multipart-related-mhtml.eml")
     assert m.html is not None and [a.content_type for a in m.attachments] == ["image/png"]
+
+
+# ---------------------------------------------------------------------------
+# Fast paths: exactly what the email package (policy.default) gives
+# ---------------------------------------------------------------------------
+#
+# parse_message/parse_headers avoid the slow parts of the email package with
+# fast paths that must give the very same results.  These tests compare each
+# of them with the email package itself, on hand-picked and seeded random
+# inputs.
+
+
+def _outcome(func, *args):
+    """``func(*args)``, or the exception type name if it raises."""
+    try:
+        return func(*args)
+    except Exception as exc:  # noqa: BLE001 - the type is the result
+        return f"raises {type(exc).__name__}"
+
+
+def _policy_str(name: str, value: str) -> str:
+    return str(email_policy.default.header_fetch_parse(name, value))
+
+
+def _mime_tree(msg, path: str = "") -> list:
+    """Everything parse_message reads from a parsed structure, part by part."""
+    rows = [
+        (
+            path,
+            msg.get_unixfrom(),
+            list(msg.raw_items()),
+            msg.preamble,
+            msg.epilogue,
+            [type(d).__name__ for d in msg.defects],
+            None if isinstance(msg._payload, list) else msg._payload,
+            msg.get_default_type(),
+            _outcome(msg.get_content_type),
+            _outcome(msg.get_content_disposition),
+            _outcome(msg.get_filename),
+            _outcome(msg.get_content_charset),
+            _outcome(msg.get_boundary),
+            _outcome(msg.get_params),
+            _outcome(msg.is_attachment),
+            _outcome(msg.is_multipart),
+        )
+    ]
+    if isinstance(msg._payload, list):
+        for i, part in enumerate(msg._payload):
+            rows += _mime_tree(part, f"{path}.{i + 1}")
+    return rows
+
+
+def _body_path(root, body) -> str | None:
+    if body is None:
+        return None
+
+    def walk(msg, path):
+        if msg is body:
+            return path
+        if isinstance(msg._payload, list):
+            for i, part in enumerate(msg._payload):
+                found = walk(part, f"{path}.{i + 1}")
+                if found is not None:
+                    return found
+        return None
+
+    return walk(root, "")
+
+
+TRICKY_MESSAGES = list(vparse._CHECK_MESSAGES) + [
+    msg(
+        "Content-Type: multipart/related; boundary=r; start=\"<b@x>\"",
+        "",
+        "--r",
+        "Content-Type: image/png",
+        "Content-ID: <a@x>",
+        "",
+        "png",
+        "--r",
+        "Content-Type: text/html; charset=\"utf-8\"",
+        "Content-ID: <b@x>",
+        "",
+        "<p>html</p>",
+        "--r--",
+    ),
+    msg(
+        "Content-Type: multipart/mixed; boundary=\"=_x\"",
+        "",
+        "--=_x",
+        "Content-Type: text/plain; name*=utf-8''na%C3%AFve.txt",
+        "Content-Disposition: attachment; filename*=utf-8''na%C3%AFve.txt",
+        "",
+        "x",
+        "--=_x",
+        "Content-Type: text/plain; charset=\"unknown-8bit\"",
+        "Content-Disposition: inline filename=y",
+        "",
+        "y",
+        "--=_x--",
+    ),
+    msg("Content-Type: multipart/alternative; boundary=q", "", "--q", "", "no headers", "--q--", eol=b"\r"),
+]
+
+
+TREE_SAMPLES = [pytest.param(raw, id=f"tricky-{i}") for i, raw in enumerate(TRICKY_MESSAGES)] + [
+    pytest.param(p.read_bytes(), id=str(p.relative_to(CORPUS))) for p in CORPUS_FILES
+]
+
+
+@pytest.mark.parametrize("raw", TREE_SAMPLES)
+def test_parser_builds_the_same_tree_as_the_stdlib(raw):
+    fast = vparse._parse_bytes(raw)
+    stock = BytesParser(policy=email_policy.default).parsebytes(raw)
+    assert _mime_tree(fast) == _mime_tree(stock)
+    for prefs in (("plain",), ("html",), ("related", "html", "plain")):
+        assert _body_path(fast, _outcome(fast.get_body, prefs)) == _body_path(stock, _outcome(stock.get_body, prefs))
+
+
+def test_parser_self_check_passed():
+    # On the supported Python versions every fast path agrees with the email package.
+    assert vparse._FAST_PATHS is True
+    assert vparse._Parser is not Parser
+
+
+STRUCTURAL_VALUES = [
+    ("Content-Type", v)
+    for v in (
+        "text/plain", "text/plain;", "text/plain; ", " text/plain ", "Text/Plain; Charset=UTF-8", "text/plain;charset=utf-8;",
+        "text/plain ; charset = \"utf-8\" ; format=flowed", "multipart/mixed;\r\n\tboundary=\"----=_Part_1_2.3\"",
+        "multipart/mixed; boundary=----=_Part_1_2.3", "multipart/mixed; boundary=\"\"", "text/plain; x=a=b", "text/plain; =x",
+        "text/plain; a=", "text/plain; a=b c", "text/plain; a=\"b\" c", "text/plain; a=\"\"", "text/plain; a=1; A=2; a=3",
+        "application/pdf; name*=utf-8''R%C3%A9sum%C3%A9.pdf", "application/pdf; name*=''plain.pdf",
+        "application/pdf; name*=iso-8859-1'de'%E9t%E9.pdf", "application/pdf; name*=bogus''%E9.pdf",
+        "application/pdf; name*=utf-8''%22q%22%5C.pdf", "application/pdf; name*0=\"a\"; name*1=\"b\"", "text/plain (comment)",
+        "text/plain; name=\"=?utf-8?q?a?=\"", "text/plain; name=\"a\\\"b\"", "text/plain; name=\"unterminated", "text", "",
+        "text/pl\u00e4in", "text/plain; name=\"\udce9.txt\"", "/plain", "text/", "text/plain;;charset=x",
+    )
+] + [
+    ("Content-Disposition", v)
+    for v in (
+        "attachment", "inline", "INLINE", " attachment ; filename=a.pdf", "attachment;filename=\"a b.pdf\"", "attachment filename=x",
+        "attachment; filename*=utf-8''%F0%9F%8C%B4.jpg", "attachment; filename=", "form-data; name=\"f\"", "", " ", "\"attachment\"",
+        "attach\u00e9ment", "attachment; filename=\"x.txt\"; filename=\"y.txt\"",
+    )
+] + [("Content-Transfer-Encoding", v) for v in ("base64", " BASE64 ", "quoted-printable", "7bit (x)", "base64;", "", "x y", "b\u00e4se64")]
+
+
+def _random_structural_values(count: int) -> list[tuple[str, str]]:
+    rng = random.Random(20250106)
+    pieces = ["text/plain", "multipart/mixed", "attachment", "inline", "base64", "; charset=utf-8", '; boundary="a b"',
+              "; name=\"x.pdf\"", "; filename*=utf-8''a%20b", "; a*0=x", " ", "\t", "\r\n ", ";", "=", '"', "*", "'", "%",
+              "(", ")", "\\", "=?", "?=", "/", ",", "x", "\u00e9", "\udce9", "\x00"]
+    names = ["Content-Type", "Content-Disposition", "Content-Transfer-Encoding"]
+    return [(rng.choice(names), "".join(rng.choice(pieces) for _ in range(rng.randint(0, 8)))) for _ in range(count)]
+
+
+def _check_structural(name: str, value: str) -> None:
+    assert _outcome(lambda: str(vparse._PARSE_POLICY.header_fetch_parse(name, value))) == _outcome(
+        _policy_str, name, value
+    ), (name, value)
+    if name == "Content-Disposition":
+        fast, stock = vparse._FastMessage(policy=vparse._PARSE_POLICY), EmailMessage(policy=email_policy.default)
+        fast._headers.append((name, value))
+        stock._headers.append((name, value))
+        assert _outcome(fast.is_attachment) == _outcome(stock.is_attachment), value
+
+
+@pytest.mark.parametrize("name, value", STRUCTURAL_VALUES)
+def test_structural_header_strings_match_policy_default(name, value):
+    _check_structural(name, value)
+
+
+def test_structural_header_strings_match_policy_default_random():
+    for name, value in _random_structural_values(3000):
+        _check_structural(name, value)
+
+
+def _random_words(rng: random.Random, count: int) -> list[str]:
+    words = ["=?utf-8?q?J=C3=B6rg?=", "=?UTF-8?B?w7w=?=", "=?iso-8859-1?q?caf=E9?=", "=?utf-8?q?=C3=A9t=C3=A9?=",
+             "=?utf-8?q?a_b?=", "=?x-unknown?q?abc?=", "=?utf-8?b?w7w?=", "=?utf-8?q?=ZZ?=", "=?utf-8*en?q?x?=",
+             "=?utf-16?b?//4gAA==?=", "=?us-ascii?q?=20?=", "=?utf-8?q?=0D=0A?=", "=?bogus?b?w7w=?=", "=?utf-8?q?x",
+             "a=?utf-8?q?x?=", "Re:", "Anna", "Berg", "J.", ".", '"Berg, Anna"', '"x"', '""', '"=?utf-8?q?x?="', "x=y", "a?b",
+             "<", "@", ",", ":", ";", "(c)", "\\", "\u00e9"]
+    return ["".join(rng.choice(words) + rng.choice(["", " ", "  ", "\t"]) for _ in range(rng.randint(1, 4)))
+            for _ in range(count)]
+
+
+def test_unstructured_fast_path_matches_policy_default():
+    rng = random.Random(1)
+    values = _random_words(rng, 3000) + [v for v in vparse._CHECK_UNSTRUCTURED]
+    fast_hits = 0
+    for text in values:
+        fast = vparse._fast_unstructured(text)
+        if fast is not None:
+            fast_hits += 1
+            assert fast == _outcome(_policy_str, "Subject", text), text
+    assert fast_hits > 1000
+
+
+def test_mailbox_fast_path_matches_policy_default():
+    rng = random.Random(2)
+    addrs = ["a@b.example", "Anna.Berg@X-Y.example", "o'neil@x.org", "a=b@x.y", "x@[1.2.3.4]", '"a b"@x.y', "m\u00e4ry@x.y"]
+    good = ["Anna", "J.", "Dr. No", '"Berg, Anna"', '"a  b"', '""', "=?utf-8?q?J=C3=B6rg?=", "=?UTF-8?B?w7w=?=",
+            "=?utf-8?q?_x_?=", "=?iso-8859-1?q?caf=E9?=", "O'Neil", "x=y"]
+    values = list(vparse._CHECK_ADDRESSES)
+    for _ in range(3000):
+        boxes = []
+        for _ in range(rng.randint(1, 3)):
+            form = rng.random()
+            addr = rng.choice(addrs)
+            if form < 0.3:
+                boxes.append(_random_words(rng, 1)[0] + rng.choice(["", " "]) + f"<{addr}>")
+            elif form < 0.6:
+                name = " ".join(rng.choice(good) for _ in range(rng.randint(1, 3)))
+                boxes.append(name + rng.choice(["", " ", "  "]) + f"<{addr}>")
+            elif form < 0.8:
+                boxes.append(f"<{addr}>")
+            else:
+                boxes.append(addr)
+        values.append(rng.choice([",", ", "]).join(boxes) + rng.choice(["", "", ","]))
+    fast_hits = 0
+    for text in values:
+        fast = vparse._fast_mailboxes(text)
+        if fast is None:
+            continue
+        fast_hits += 1
+
+        def policy_mailboxes():
+            header = email_policy.default.header_fetch_parse("To", text)
+            return [(a.username + ("@" + a.domain if a.domain else ""), a.display_name or "") for a in header.addresses]
+
+        assert fast == _outcome(policy_mailboxes), text
+    assert fast_hits > 200
+
+
+def test_date_fast_path_matches_parsedate():
+    rng = random.Random(3)
+    values = list(vparse._CHECK_DATES)
+    for _ in range(3000):
+        values.append(
+            rng.choice(["Mon, ", "Sat, ", ""]) + str(rng.randint(0, 35)).zfill(rng.choice([1, 2])) + " "
+            + rng.choice(list(vparse._MONTHS)) + " " + str(rng.choice([rng.randint(1000, 9999), 1970, 1969]))
+            + f" {rng.randint(0, 25):02d}:{rng.randint(0, 61):02d}" + rng.choice(["", f":{rng.randint(0, 61):02d}"])
+            + f" {rng.choice('+-')}{rng.randint(0, 2500):04d}"
+        )
+    for text in values:
+        fast = vparse._strict_date(text)
+        if fast is not None:
+            assert fast == parsedate_to_datetime(text).astimezone(timezone.utc), text
+            assert fast.tzinfo is timezone.utc
+        else:
+            with pytest.raises(Exception):  # noqa: B017 - anything the slow path turns into a defect
+                parsedate_to_datetime(text).astimezone(timezone.utc)
+
+
+def test_header_items_fast_path_matches_email_package():
+    rng = random.Random(4)
+    names = [b"From", b"To", b"X-A", b"From ", b" X", b"Bad Name", b":x", b"\xc4", b"Subject"]
+    values = [b"", b" ", b"  v", b"v", b" v\x00", b" \xe9x", b" a:b", b"\t x"]
+    blocks = list(vparse._CHECK_HEADER_BLOCKS)
+    for _ in range(3000):
+        lines = []
+        for _ in range(rng.randint(0, 6)):
+            r = rng.random()
+            if r < 0.7:
+                lines.append(rng.choice(names) + b":" + rng.choice(values))
+            elif r < 0.9:
+                lines.append(rng.choice([b" cont", b"\tcont", b" ", b"\t"]))
+            else:
+                lines.append(rng.choice([b"From x@y Mon", b"garbage", b"", b"\r"]))
+        block = b"".join(line + rng.choice([b"\r\n", b"\n", b"\r", b"\n\r"]) for line in lines)
+        blocks.append(block if rng.random() < 0.7 else block.rstrip(b"\r\n"))
+    fast_hits = 0
+    for block in blocks:
+        fast = vparse._fast_header_items(block)
+        if fast is not None:
+            fast_hits += 1
+            assert fast == list(BytesHeaderParser(policy=email_policy.compat32).parsebytes(block).raw_items()), block
+    assert fast_hits > 300
+
+
+def test_boundary_matcher_matches_the_regex():
+    tail = r")(?P<end>--)?(?P<ws>[ \t]*)(?P<linesep>\r\n|\r|\n)?$"
+    rng = random.Random(5)
+    chars = "-=_.aZ09 ()[]{}?*+|^$\\&~#\t'\"/:;,\u00e9\udce9"
+    for _ in range(500):
+        separator = "--" + "".join(rng.choice(chars) for _ in range(rng.randint(0, 12)))
+        pattern = "(?P<sep>" + re.escape(separator) + tail
+        real, fast = re.compile(pattern), vparse._compile_for_feedparser(pattern)
+        assert isinstance(fast, vparse._BoundaryRegex)
+        for line in (separator, separator + "--", separator + "\r\n", separator + "--\r\n", separator + " \t\n",
+                     separator + "x", separator[:-1], separator + "\r\r", separator + "\n\n", "x" + separator, ""):
+            a, b = real.match(line), fast.match(line)
+            assert (a is None) == (b is None), (separator, line)
+            if a is not None:
+                assert [a.group(g) for g in ("end", "ws", "linesep")] == [b.group(g) for g in ("end", "ws", "linesep")]
+    assert isinstance(vparse._compile_for_feedparser("(?P<sep>x)"), re.Pattern)
+
+
+def test_helpers_equal_their_regex_versions():
+    rng = random.Random(6)
+    for _ in range(200):
+        data = bytes(rng.randrange(256) for _ in range(rng.randint(0, 60)))
+        assert data.translate(None, vparse._ASCII_WHITESPACE) == re.sub(rb"\s+", b"", data)
+        assert data.translate(None, vparse._NOT_B64_ALPHABET) == re.sub(rb"[^A-Za-z0-9+/=]", b"", data)
+        text = "".join(rng.choice("a\u00e9\u20ac\U0001f334\ud800\udce9\udfff ") for _ in range(rng.choice([5, 2000])))
+        assert vparse._has_surrogates(text) == bool(re.search("[\ud800-\udfff]", text))
+
+
+def _plain(value):
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return tuple(_plain(getattr(value, f.name)) for f in dataclasses.fields(value))
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _clear_parse_caches():
+    for value in vars(vparse).values():
+        if hasattr(value, "cache_clear"):
+            value.cache_clear()
+
+
+def test_results_identical_without_fast_paths(monkeypatch):
+    samples = TRICKY_MESSAGES + [p.read_bytes() for p in CORPUS_FILES] + [
+        msg(
+            "From: =?utf-8?q?J=C3=B6rg_M=C3=BCller?= <Joerg@Example.COM>, \"Berg, Anna\" <anna@x.example>",
+            "To: J. Doe <j@d.example>",
+            "Subject: =?UTF-8?B?UmU6IEFuZnJhZ2Ugw7xiZXIg?= =?UTF-8?B?UHJlaXNl?= and more",
+            "Date: Mon, 06 Jan 2025 08:33:00 +0100",
+            "",
+            "body",
+        )
+    ]
+    _clear_parse_caches()
+    fast = [(_plain(parse_message(raw)), _plain(parse_headers(raw))) for raw in samples]
+    _clear_parse_caches()
+    monkeypatch.setattr(vparse, "_FAST_PATHS", False)
+    monkeypatch.setattr(vparse, "_Parser", Parser)
+    try:
+        slow = [(_plain(parse_message(raw)), _plain(parse_headers(raw))) for raw in samples]
+    finally:
+        _clear_parse_caches()
+    assert fast == slow
+
+
+def test_typical_message_needs_no_header_registry(monkeypatch):
+    raw = msg(
+        "From: =?utf-8?q?J=C3=B6rg_M=C3=BCller?= <joerg@example.com>",
+        "To: \"Berg, Anna\" <anna@example.com>, bob@example.net",
+        "Subject: =?utf-8?q?Buchungsbest=C3=A4tigung?= 12345",
+        "Date: Mon, 06 Jan 2025 08:33:00 +0100",
+        "Message-ID: <1@example.com>",
+        "MIME-Version: 1.0",
+        "Content-Type: multipart/mixed; boundary=\"===============1==\"",
+        "",
+        "--===============1==",
+        "Content-Type: multipart/alternative; boundary=\"===============2==\"",
+        "",
+        "--===============2==",
+        "Content-Type: text/plain; charset=\"utf-8\"",
+        "Content-Transfer-Encoding: quoted-printable",
+        "",
+        "Gr=C3=BC=C3=9Fe",
+        "--===============2==",
+        "Content-Type: text/html; charset=\"utf-8\"",
+        "Content-Transfer-Encoding: quoted-printable",
+        "",
+        "<p>Gr=C3=BC=C3=9Fe</p>",
+        "--===============2==--",
+        "",
+        "--===============1==",
+        "Content-Type: application/pdf",
+        "Content-Transfer-Encoding: base64",
+        "Content-Disposition: attachment; filename*=utf-8''R%C3%A9sum%C3%A9.pdf",
+        "",
+        "JVBERi0xLjUK",
+        "--===============1==--",
+    )
+    calls = []
+    real_call = email.headerregistry.HeaderRegistry.__call__
+
+    def counting(self, name, value):
+        calls.append(name)
+        return real_call(self, name, value)
+
+    _clear_parse_caches()
+    monkeypatch.setattr(email.headerregistry.HeaderRegistry, "__call__", counting)
+    m = parse_message(raw)
+    h = parse_headers(raw)
+    assert m.subject == h.subject == "Buchungsbestätigung 12345"
+    assert m.from_ == Address("joerg@example.com", "Jörg Müller")
+    assert m.to == [Address("anna@example.com", "Berg, Anna"), Address("bob@example.net", "")]
+    assert (m.text, m.html) == ("Grüße", "<p>Grüße</p>")
+    assert [(a.filename, a.content_type, a.content) for a in m.attachments] == [("Résumé.pdf", "application/pdf", b"%PDF-1.5\n")]
+    assert calls == []  # every header was read through a fast path
