@@ -420,7 +420,8 @@ class DovecotServer:
 
     def _wait_ready(self, deadline: float) -> None:
         while True:
-            with contextlib.suppress(OSError, ValueError):
+            # the master writes its pid file in two steps: an empty file can be seen in between
+            with contextlib.suppress(OSError, ValueError, IndexError):
                 self.pid = int(self.pid_file.read_text().split()[0])
                 break
             if time.monotonic() > deadline:
@@ -452,7 +453,7 @@ class DovecotServer:
     def _kill(self, timeout: float = 10.0) -> None:
         pid, self.pid = self.pid, None
         if pid is None:  # failed start: the pid file is from our launch
-            with contextlib.suppress(OSError, ValueError):
+            with contextlib.suppress(OSError, ValueError, IndexError):
                 pid = int(self.pid_file.read_text().split()[0])
         if pid is None or not _pid_alive(pid):
             return

@@ -13,6 +13,7 @@ import multiprocessing
 import os
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 from .identity import dedup_key, fingerprint
 from .parse import ParsedMessage, parse_message
@@ -36,14 +37,33 @@ def _prepare_raw(raws: list[bytes]) -> list[_Light]:
     return out
 
 
+def _in_process(chunk: Sequence[RemoteMessage]) -> list[Prepared]:
+    return [
+        Prepared(remote=m, parsed=p, raw_sha256=sha, dedup_key=key, fingerprint=fp)
+        for m, (p, sha, key, fp) in zip(chunk, _prepare_raw([m.raw for m in chunk]))
+    ]
+
+
 class PreparedChunk:
-    """A chunk being parsed; :meth:`result` waits and returns the :class:`Prepared` messages."""
+    """A chunk being parsed; :meth:`result` waits and returns the :class:`Prepared` messages.
+
+    When the worker processes die (killed, out of memory, or a ``__main__`` script that cannot be
+    imported again by them), the chunk is parsed in-process instead: a download never fails
+    because of the pool.
+    """
 
     def __init__(self, chunk: Sequence[RemoteMessage], futures: list[Future[list[_Light]]]) -> None:
         self.chunk = list(chunk)
         self._futures = futures
 
     def result(self) -> list[Prepared]:
+        try:
+            return self._collect()
+        except BrokenProcessPool as exc:
+            log.warning("parse workers failed (%s); parsing in-process", exc)
+            return _in_process(self.chunk)
+
+    def _collect(self) -> list[Prepared]:
         lights = [item for f in self._futures for item in f.result()]
         return [
             Prepared(remote=m, parsed=p, raw_sha256=sha, dedup_key=key, fingerprint=fp)
@@ -77,13 +97,15 @@ class Preparer:
 
     def close(self) -> None:
         """Stop the workers (pending work is cancelled)."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def submit(self, chunk: Sequence[RemoteMessage]) -> PreparedChunk:
         """Start parsing ``chunk``; the result keeps the chunk's order."""
         raws = [m.raw for m in chunk]
+        if self._pool is not None and getattr(self._pool, "_broken", False):
+            self.close()  # a dead pool stays dead: parse the rest in-process
         if self._pool is None or len(raws) < 2:
             done: Future[list[_Light]] = Future()
             done.set_result(_prepare_raw(raws))
@@ -97,7 +119,11 @@ class Preparer:
             parts[i].append(raw)
             sizes[i] += len(raw)
             order.append(i)
-        futures = [self._pool.submit(_prepare_raw, part) for part in parts if part]
+        try:
+            futures = [self._pool.submit(_prepare_raw, part) for part in parts if part]
+        except BrokenProcessPool:
+            self.close()
+            return self.submit(chunk)
         index_of = [i for i, part in enumerate(parts) if part]
         return _Reordered(chunk, futures, order, index_of)
 
@@ -111,7 +137,7 @@ class _Reordered(PreparedChunk):
         self._order = order
         self._index_of = index_of
 
-    def result(self) -> list[Prepared]:
+    def _collect(self) -> list[Prepared]:
         results = {idx: iter(f.result()) for idx, f in zip(self._index_of, self._futures)}
         out = []
         for m, idx in zip(self.chunk, self._order):
