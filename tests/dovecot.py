@@ -60,6 +60,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from certs import make_certs
+
 __all__ = [
     "DovecotError",
     "DovecotServer",
@@ -584,50 +586,11 @@ class DovecotServer:
         return "\n".join(b) + "\n"
 
     def _make_certs(self) -> None:
-        """Self-signed CA + server cert (SAN IP:127.0.0.1, DNS:localhost).
-
-        Extensions satisfy OpenSSL's X509_STRICT checks, which Python 3.13+
-        enables by default in ``ssl.create_default_context()``.
-        """
-        d = self.ssl_dir
-        d.mkdir(parents=True, exist_ok=True)
-        openssl = shutil.which("openssl")
-        if not openssl:
-            raise DovecotError("the openssl command line tool is required for the TLS test server")
-        (d / "openssl.cnf").write_text(
-            "[req]\nprompt = no\ndistinguished_name = dn\n"
-            "[dn]\nO = vmailkit tests\nCN = vmailkit test CA\n"
-            "[ca_ext]\n"
-            "basicConstraints = critical, CA:TRUE\n"
-            "keyUsage = critical, keyCertSign, cRLSign\n"
-            "subjectKeyIdentifier = hash\n"
-            "authorityKeyIdentifier = keyid:always\n"
-            "[server_ext]\n"
-            "basicConstraints = critical, CA:FALSE\n"
-            "keyUsage = critical, digitalSignature, keyEncipherment\n"
-            "extendedKeyUsage = serverAuth\n"
-            "subjectAltName = IP:127.0.0.1, DNS:localhost\n"
-            "subjectKeyIdentifier = hash\n"
-            "authorityKeyIdentifier = keyid:always\n"
-        )
-
-        def run(*args: str) -> None:
-            r = subprocess.run([openssl, *args], cwd=d, capture_output=True, text=True)
-            if r.returncode:
-                raise DovecotError(f"openssl {' '.join(args)} failed:\n{r.stderr}")
-
-        # EC keys: generated instantly (RSA-2048 would take ~0.1-1s each)
-        ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-        cnf = ["-config", "openssl.cnf"]
-        run("req", *cnf, "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt",
-            "-days", "30", "-extensions", "ca_ext")
-        run("req", *cnf, "-new", *ec, "-keyout", "server.key", "-out", "server.csr",
-            "-subj", "/O=vmailkit tests/CN=localhost")
-        run("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-            "-set_serial", str(int.from_bytes(os.urandom(8), "big")), "-days", "30",
-            "-out", "server.crt", "-extfile", "openssl.cnf", "-extensions", "server_ext")
-        for f in ("ca.key", "server.key"):
-            os.chmod(d / f, 0o600)
+        """Self-signed CA + server cert (SAN IP:127.0.0.1, DNS:localhost), see ``tests/certs.py``."""
+        try:
+            make_certs(self.ssl_dir)
+        except RuntimeError as exc:
+            raise DovecotError(str(exc)) from None
 
     # ---------------------------------------------------------------- mail
     def maildir(self, user: str) -> Path:

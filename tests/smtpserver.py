@@ -15,17 +15,17 @@ harness does.
 """
 from __future__ import annotations
 
-import os
-import shutil
 import socket
 import ssl
-import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+
+
+from certs import Certs, make_certs  # noqa: E402  (re-exported for the tests)
 
 
 @dataclass
@@ -39,44 +39,6 @@ class Delivered:
     tls: bool
 
 
-@dataclass
-class Certs:
-    ca_file: Path
-    cert_file: Path
-    key_file: Path
-
-
-def make_certs(directory: Path) -> Certs:
-    """A self-signed CA and a server certificate (SAN IP:127.0.0.1, DNS:localhost) signed by it."""
-    d = Path(directory)
-    d.mkdir(parents=True, exist_ok=True)
-    openssl = shutil.which("openssl")
-    if not openssl:
-        raise RuntimeError("the openssl command line tool is required for the TLS test SMTP server")
-    (d / "openssl.cnf").write_text(
-        "[req]\nprompt = no\ndistinguished_name = dn\n"
-        "[dn]\nO = vmailkit smtp tests\nCN = vmailkit smtp test CA\n"
-        "[ca_ext]\nbasicConstraints = critical, CA:TRUE\nkeyUsage = critical, keyCertSign, cRLSign\n"
-        "subjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid:always\n"
-        "[server_ext]\nbasicConstraints = critical, CA:FALSE\n"
-        "keyUsage = critical, digitalSignature, keyEncipherment\nextendedKeyUsage = serverAuth\n"
-        "subjectAltName = IP:127.0.0.1, DNS:localhost\n"
-        "subjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid:always\n"
-    )
-
-    def run(*args: str) -> None:
-        r = subprocess.run([openssl, *args], cwd=d, capture_output=True, text=True)
-        if r.returncode:
-            raise RuntimeError(f"openssl {' '.join(args)} failed:\n{r.stderr}")
-
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    cnf = ["-config", "openssl.cnf"]
-    run("req", *cnf, "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "30", "-extensions", "ca_ext")
-    run("req", *cnf, "-new", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/O=vmailkit tests/CN=localhost")
-    run("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-        "-set_serial", str(int.from_bytes(os.urandom(8), "big")), "-days", "30",
-        "-out", "server.crt", "-extfile", "openssl.cnf", "-extensions", "server_ext")
-    return Certs(ca_file=d / "ca.crt", cert_file=d / "server.crt", key_file=d / "server.key")
 
 
 def free_port() -> int:
