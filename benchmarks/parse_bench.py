@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Parser benchmark: ``vmailkit.parse`` against the bare standard library (no mail server).
 
-Generates N deterministic, realistic messages with :class:`email.message.EmailMessage` (default
-2,000, ~49 KB on average): short plain-text mails (quoted-printable or 8bit), multipart/alternative
-HTML newsletters (some inside multipart/related with an inline logo), mails with one or two base64
-PDF/JPEG/Office attachments of 20–300 KB, RFC 2047 subjects and display names, a few mails with
-very long 8-bit lines.  Then it times, best of ``--repeat`` (the parser's memo caches are cleared
+Generates N deterministic, realistic messages with the import benchmark's generator
+(``import_bench.generate``; default 2,000, ~49 KB on average): short plain-text mails
+(quoted-printable or 8bit), multipart/alternative HTML newsletters (some inside multipart/related
+with an inline logo), mails with base64 PDF/JPEG/Office attachments of 20–300 KB, RFC 2047 subjects
+and display names, a few mails with very long 8-bit lines.  Then it times, best of ``--repeat`` (the parser's memo caches are cleared
 before every round, so repeated rounds do not run on warm caches):
 
 * ``parse_message`` on every message, and the **baseline** on the same bytes: the bare stdlib
@@ -36,18 +36,14 @@ import argparse
 import cProfile
 import dataclasses
 import email
-import email.utils
 import functools
 import gc
 import importlib.util
 import platform
 import pstats
-import random
 import sys
 import time
-from datetime import datetime, timedelta, timezone
 from email import policy
-from email.message import EmailMessage
 from email.parser import BytesHeaderParser
 from pathlib import Path
 from types import ModuleType
@@ -55,176 +51,15 @@ from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import vmailkit.parse as vparse  # noqa: E402
 
 DEFAULT_CORPUS = Path("/work/shared/corpus")
 HEADER_FIELDS = ("from", "to", "cc", "subject", "date", "message-id", "content-type")
 
-# =============================================================================== message generator
-
-BASE_DATE = datetime(2025, 1, 6, 7, 30, tzinfo=timezone.utc)
-
-_WORDS = (
-    "the of and to in is for on that with as are this be by from at or have an will your we our "
-    "you can more all new about not has was but their they which one time please booking hotel "
-    "room rooms guests arrival departure transfer airport group tour itinerary invoice payment "
-    "deposit balance confirmation rate rates season offer special breakfast dinner excursion "
-    "voucher reference attached list request update changes available availability contract "
-    "allotment release days night nights double single twin suite sea view garden pool beach "
-    "city center museum guide coach driver flight schedule check-in check-out passenger "
-    "Zimmer Buchung Anreise Abreise Gäste Frühstück Rechnung Bestätigung Grüße Straße für über "
-    "habitación reserva llegada salida huéspedes desayuno factura confirmación señor año mañana "
-    "chambre réservation arrivée départ petit-déjeuner facture à bientôt très été"
-).split()
-_FIRST = ("Anna", "Ben", "Carla", "David", "Elena", "Frank", "Greta", "Hugo", "Inés", "Jörg", "Karin",
-          "Luis", "Marta", "Nils", "Olga", "Pablo", "Renée", "Sören", "Teresa", "Ulrich", "Zoë")
-_LAST = ("Müller", "García", "Dubois", "Rossi", "Smith", "Nowak", "Silva", "Jensen", "Schmidt",
-         "López", "Martin", "Bianchi", "Johnson", "Kowalski", "Pereira", "Ødegaard", "Weiß")
-_ORGS = ("hotelsol", "alpenblick", "riviera-tours", "citycoach", "museo-prado", "airline-xyz",
-         "booking-partner", "travelnews", "cruiseline", "gasthof-post", "bank-example")
-_SUBJECTS = (
-    "Booking {n} rooming list", "Re: Booking {n} rooming list", "Invoice {n}", "Confirmation {n}",
-    "Fwd: Group {n} itinerary", "Allotment release {n}", "Transfer times for group {n}",
-    "Payment received - ref {n}", "Question about booking {n}",
-)
-_SUBJECTS_INTL = (
-    "Buchungsbestätigung {n} – Zimmerliste für Gruppe", "Rechnung Nr. {n} für Ihre Reise über München",
-    "Confirmación de reserva {n}: habitación con vista al mar", "Réservation {n} : arrivée à Nice",
-    "Ζητούμενη κράτηση {n}", "Бронирование {n}: список гостей", "予約確認 {n} 東京ホテル", "Zoë's café ☕ offer {n}",
-)
-_NEWSLETTER_SUBJECTS = (
-    "Your weekly travel deals – issue {n}", "News from {org}: season preview {n}",
-    "🌴 Summer specials inside – issue {n}", "Newsletter {n}: Neuigkeiten für Partner",
-)
-
-
-def _corpus(seed: int) -> str:
-    """About 1 MB of deterministic pseudo-text to slice bodies from."""
-    rng = random.Random(f"text:{seed}")
-    out, size = [], 0
-    while size < 1_000_000:
-        s = " ".join(rng.choice(_WORDS) for _ in range(rng.randint(6, 22)))
-        s = s[0].upper() + s[1:] + rng.choice((". ", ". ", "? ", ".\n\n"))
-        out.append(s)
-        size += len(s)
-    return "".join(out)
-
-
-def _text(rng: random.Random, corpus: str, n: int) -> str:
-    start = rng.randrange(0, len(corpus) - n - 1)
-    return corpus[start:start + n]
-
-
-def _person(rng: random.Random) -> tuple[str, str]:
-    first, last = rng.choice(_FIRST), rng.choice(_LAST)
-    local = (first[0] + "." + last).lower().encode("ascii", "ignore").decode() or "info"
-    return f"{first} {last}", f"{local}@{rng.choice(_ORGS)}.example"
-
-
-def _html(rng: random.Random, corpus: str, org: str, target: int) -> str:
-    parts = ['<!DOCTYPE html><html><head><meta charset="utf-8"><title>News</title>'
-             "<style>body{font-family:Arial}td{padding:8px}</style></head><body><table>"]
-    size, i = len(parts[0]), 0
-    while size < target:
-        i += 1
-        block = (f"<tr><td><h2>{_text(rng, corpus, rng.randint(20, 60)).strip()}</h2>"
-                 f'<img src="https://img.{org}.example/{i}.jpg" width="600" alt="">'
-                 f"<p>{_text(rng, corpus, rng.randint(200, 900))}</p>"
-                 f'<a href="https://click.{org}.example/t/{rng.getrandbits(64):016x}">Read more</a></td></tr>\n')
-        parts.append(block)
-        size += len(block)
-    parts.append("</table></body></html>\n")
-    return "".join(parts)
-
-
-def _attachment(rng: random.Random) -> tuple[str, str, str, bytes]:
-    """(maintype, subtype, file name, bytes): 20-300 KB, skewed to the small end."""
-    size = int(20_000 + 280_000 * rng.random() ** 4.4)
-    n = rng.randint(1000, 99999)
-    kind = rng.choices(("pdf", "jpeg", "office"), weights=(5, 3, 2))[0]
-    if kind == "pdf":
-        head = b"%PDF-1.5\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<< /Type /Catalog >>\nendobj\n"
-        name = rng.choice(("Rooming list {n}.pdf", "Rechnung_{n}.pdf", "Itinerary {n} – final.pdf"))
-        return "application", "pdf", name.format(n=n), head + rng.randbytes(size)
-    if kind == "jpeg":
-        head = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
-        name = rng.choice(("IMG_{n}.jpg", "Hotel façade {n}.jpg", "scan{n}.jpg"))
-        return "image", "jpeg", name.format(n=n), head + rng.randbytes(size) + b"\xff\xd9"
-    name = rng.choice(("Contract {n}.docx", "Preisliste_{n}.docx"))
-    return ("application", "vnd.openxmlformats-officedocument.wordprocessingml.document", name.format(n=n),
-            b"PK\x03\x04\x14\x00\x06\x00" + rng.randbytes(size))
-
-
-def make_message(i: int, seed: int, corpus: str) -> bytes:
-    """Message number ``i`` (deterministic in ``seed`` and ``i``)."""
-    rng = random.Random(f"msg:{seed}:{i}")
-    roll = rng.random()
-    kind = "plain" if roll < 0.42 else "newsletter" if roll < 0.70 else "attachment" if roll < 0.975 else "long"
-    date = BASE_DATE + timedelta(minutes=47 * i + rng.randint(0, 40))
-    from_name, from_addr = _person(rng)
-    n = rng.randint(1000, 99999)
-    intl = rng.random() < 0.25
-    if kind == "newsletter":
-        org = rng.choice(_ORGS)
-        subject = rng.choice(_NEWSLETTER_SUBJECTS).format(n=n, org=org)
-        from_name, from_addr = f"{org.replace('-', ' ').title()} News", f"news@{org}.example"
-    else:
-        subject = rng.choice(_SUBJECTS_INTL if intl else _SUBJECTS).format(n=n)
-
-    m = EmailMessage()  # policy.default: non-ASCII headers become RFC 2047 encoded-words
-    m["Return-Path"] = f"<{from_addr}>"
-    m["Received"] = (f"from mx{rng.randint(1, 9)}.{from_addr.split('@')[1]} ([192.0.2.{rng.randint(1, 254)}]) "
-                     f"by mail.tour.example (Postfix) with ESMTPS id {rng.getrandbits(40):X} for "
-                     f"<office@tour.example>; {email.utils.format_datetime(date)}")
-    m["DKIM-Signature"] = (f"v=1; a=rsa-sha256; c=relaxed/relaxed; d={from_addr.split('@')[1]}; s=sel1; "
-                           f"h=from:to:subject:date:message-id; bh={rng.randbytes(32).hex()}; "
-                           f"b={rng.randbytes(120).hex()}")
-    m["From"] = email.utils.formataddr((from_name, from_addr))
-    m["To"] = rng.choice(("Office <office@tour.example>", "Anna Berg <anna@tour.example>",
-                          "res@tour.example", '"Reservations, Team" <res@tour.example>'))
-    if rng.random() < 0.2:
-        m["Cc"] = ", ".join(email.utils.formataddr(_person(rng)) for _ in range(rng.randint(1, 3)))
-    m["Subject"] = subject
-    m["Date"] = email.utils.format_datetime(date.astimezone(timezone(timedelta(hours=rng.choice((0, 1, -5))))))
-    m["Message-ID"] = f"<{date:%Y%m%d%H%M%S}.{rng.getrandbits(40):010x}.{i}@{from_addr.split('@')[1]}>"
-    if rng.random() < 0.3 and kind != "newsletter":
-        ref = f"<{rng.getrandbits(48):x}@tour.example>"
-        m["In-Reply-To"] = ref
-        m["References"] = f"<{rng.getrandbits(48):x}@tour.example> {ref}"
-    if kind == "newsletter":
-        m["List-Unsubscribe"] = f"<https://{from_addr.split('@')[1]}/u/{rng.getrandbits(48):x}>"
-        m["Precedence"] = "bulk"
-    else:
-        m["X-Mailer"] = rng.choice(("Microsoft Outlook 16.0", "Apple Mail (2.3731)"))
-
-    body = f"Hello,\n\n{_text(rng, corpus, rng.randint(300, 6000 if kind == 'plain' else 2500))}\n\n--\n{from_name}\n"
-    if kind == "plain":
-        m.set_content(body, cte=rng.choice(("quoted-printable", "8bit")))
-    elif kind == "long":
-        rows = [";".join(_text(rng, corpus, rng.randint(20, 60)).replace("\n", " ") for _ in range(rng.randint(50, 300)))
-                for _ in range(rng.randint(2, 6))]
-        m.set_content(body + "\n".join(rows) + "\n", cte="8bit")
-    elif kind == "newsletter":
-        m.set_content(body, cte="quoted-printable")
-        m.add_alternative(_html(rng, corpus, from_addr.split("@")[1].split(".")[0], rng.randint(12_000, 62_000)),
-                          subtype="html", cte="quoted-printable")
-        if rng.random() < 0.3:  # multipart/related with an inline logo
-            html_part = m.get_payload()[1]
-            html_part.add_related(rng.randbytes(rng.randint(3_000, 25_000)), "image", "png",
-                                  cid="<logo@news>", filename="logo.png", disposition="inline")
-    else:
-        m.set_content(body, cte="quoted-printable")
-        for _ in range(1 if rng.random() < 0.75 else 2):
-            maintype, subtype, name, data = _attachment(rng)
-            m.add_attachment(data, maintype, subtype, filename=name)
-    return m.as_bytes(policy=policy.SMTP)
-
-
-def generate(n: int, seed: int) -> list[bytes]:
-    corpus = _corpus(seed)
-    return [make_message(i, seed, corpus) for i in range(n)]
-
+# The same deterministic mailbox generator as the import benchmark: one definition of "realistic".
+from import_bench import generate  # noqa: E402
 
 _HEADER_START = {f.encode() for f in HEADER_FIELDS}
 
