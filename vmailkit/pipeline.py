@@ -7,7 +7,6 @@ falls back to parsing in-process for small downloads or where processes cannot b
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import multiprocessing
 import os
@@ -15,9 +14,8 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
-from .identity import dedup_key, fingerprint
-from .parse import ParsedMessage, parse_message
-from .store.mail import Prepared
+from .parse import ParsedMessage
+from .store.mail import Prepared, identify, prepare
 from .transport.base import RemoteMessage
 
 log = logging.getLogger(__name__)
@@ -29,19 +27,11 @@ _Light = tuple[ParsedMessage, str, str, str]
 
 def _prepare_raw(raws: list[bytes]) -> list[_Light]:
     """Worker side: parse and identify raw messages (the bytes are not sent back)."""
-    out: list[_Light] = []
-    for raw in raws:
-        parsed = parse_message(raw)
-        fp = fingerprint(raw)
-        out.append((parsed, hashlib.sha256(raw).hexdigest(), dedup_key(parsed.message_id, fp), fp))
-    return out
+    return [identify(raw) for raw in raws]
 
 
 def _in_process(chunk: Sequence[RemoteMessage]) -> list[Prepared]:
-    return [
-        Prepared(remote=m, parsed=p, raw_sha256=sha, dedup_key=key, fingerprint=fp)
-        for m, (p, sha, key, fp) in zip(chunk, _prepare_raw([m.raw for m in chunk]))
-    ]
+    return [prepare(m) for m in chunk]
 
 
 class PreparedChunk:

@@ -92,17 +92,21 @@ class Prepared:
     fingerprint: str
 
 
+def identify(raw: bytes) -> tuple[ParsedMessage, str, str, str]:
+    """Parse ``raw`` and return (parsed, sha256 of the bytes, dedup key, fingerprint).
+
+    CPU only, no database; never raises for bad mail. Worker processes run this (see
+    :mod:`vmailkit.pipeline`), so its result holds no copy of ``raw``.
+    """
+    parsed = parse_message(raw)
+    fp = fingerprint(raw)
+    return parsed, hashlib.sha256(raw).hexdigest(), dedup_key(parsed.message_id, fp), fp
+
+
 def prepare(remote: RemoteMessage) -> Prepared:
     """Parse and identify one received message (CPU only, no database). Never raises for bad mail."""
-    parsed = parse_message(remote.raw)
-    fp = fingerprint(remote.raw)
-    return Prepared(
-        remote=remote,
-        parsed=parsed,
-        raw_sha256=hashlib.sha256(remote.raw).hexdigest(),
-        dedup_key=dedup_key(parsed.message_id, fp),
-        fingerprint=fp,
-    )
+    parsed, sha, key, fp = identify(remote.raw)
+    return Prepared(remote=remote, parsed=parsed, raw_sha256=sha, dedup_key=key, fingerprint=fp)
 
 
 @dataclass
