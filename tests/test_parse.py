@@ -1349,3 +1349,21 @@ def test_typical_message_needs_no_header_registry(monkeypatch):
     assert (m.text, m.html) == ("Grüße", "<p>Grüße</p>")
     assert [(a.filename, a.content_type, a.content) for a in m.attachments] == [("Résumé.pdf", "application/pdf", b"%PDF-1.5\n")]
     assert calls == []  # every header was read through a fast path
+
+
+def test_attachment_source_points_at_its_encoded_bytes():
+    import base64
+
+    blob = bytes(range(256)) * 20
+    encoded = base64.encodebytes(blob).replace(b"\n", b"\r\n")
+    raw = (b"From: a@x.example\r\nSubject: s\r\nMIME-Version: 1.0\r\n"
+           b'Content-Type: multipart/mixed; boundary="b1"\r\n\r\n--b1\r\nContent-Type: text/plain\r\n\r\nhi\r\n'
+           b"--b1\r\nContent-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+           + encoded + b"--b1\r\nContent-Type: application/pdf\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+           + b"=00" * 2000 + b"\r\n--b1--\r\n")
+    m = parse_message(raw)
+    b64, qp = m.attachments
+    assert b64.content == blob and qp.content == b"\x00" * 2000
+    offset, length, kind = b64.source
+    assert kind == "base64" and raw[offset:offset + length].rstrip(b"\r\n") == encoded.rstrip(b"\r\n")
+    assert qp.source is None

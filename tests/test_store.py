@@ -114,3 +114,82 @@ def test_locked_file_fails_with_the_holder_named(tmp_path):
         holder.kill()
         holder.wait()
     assert Store(db).count_emails() == 0  # usable again once released
+
+
+def _multipart(parts: list[tuple[str, str, bytes]], eol: bytes = b"\r\n") -> bytes:
+    """A multipart/mixed mail whose parts are (content type, transfer encoding, encoded body)."""
+    out = [b"From: a@x.example", b"To: b@x.example", b"Subject: parts", b"Message-ID: <parts@x.example>",
+           b"MIME-Version: 1.0", b'Content-Type: multipart/mixed; boundary="BB"', b"", b"--BB",
+           b"Content-Type: text/plain", b"", b"body", ]
+    for i, (ctype, cte, body) in enumerate(parts):
+        out += [b"--BB", f"Content-Type: {ctype}".encode(),
+                f'Content-Disposition: attachment; filename="f{i}.bin"'.encode(),
+                f"Content-Transfer-Encoding: {cte}".encode(), b"", body]
+    out += [b"--BB--", b""]
+    return eol.join(out)
+
+
+def test_attachments_kept_as_places_in_raw_read_back_exactly(store):
+    import base64
+    import hashlib
+    import quopri
+    import random
+
+    rnd = random.Random(5)
+    blob = bytes(rnd.randrange(256) for _ in range(30_000))
+    text = ("Zimmerliste für Gruppe 4711 – " * 200).encode("utf-8")
+    b64_crlf = base64.encodebytes(blob).replace(b"\n", b"\r\n").rstrip(b"\r\n")
+    parts = [
+        ("application/pdf", "base64", b64_crlf),                                  # a place, base64
+        ("application/octet-stream", "base64", base64.b64encode(blob[:5000])),    # one long line
+        ("text/csv; charset=utf-8", "8bit", text),                                # a place, identity
+        ("text/csv; charset=utf-8", "quoted-printable", quopri.encodestring(text)),  # copy: QP
+        ("application/pdf", "base64", b64_crlf.replace(b"\r\n", b" \r\n", 3)),   # copy: spaces in base64
+        ("application/pdf", "base64", b64_crlf[:-10] + b"!!" + b64_crlf[-8:]),   # copy: broken base64
+        ("image/png", "base64", base64.b64encode(blob[:300])),                    # copy: small
+    ]
+    raw = _multipart(parts)
+    lf_raw = _multipart(parts[:1], eol=b"\n").replace(b"parts@", b"lf@")
+    save(store, "office", [("1", raw), ("2", lf_raw)])
+    with store.db.connect() as con:
+        rows = con.execute(
+            "SELECT p.email_id, p.part_index, p.content_encoding, p.content IS NULL, a.content, a.sha256, a.size"
+            " FROM attachment_parts p JOIN attachments a USING (email_id, part_index)"
+            " ORDER BY p.email_id, p.part_index").fetchall()
+    by_mail = [r for r in rows if r[0] == rows[0][0]]
+    assert [r[2] for r in by_mail] == ["base64", "base64", "identity", None, None, None, None]
+    assert [r[3] for r in by_mail] == [True, True, True, False, False, False, False]  # no second copy
+    expected = [blob, blob[:5000], text, text]
+    for r, want in zip(by_mail, expected):
+        assert bytes(r[4]) == want
+    for r in rows:
+        assert hashlib.sha256(bytes(r[4])).hexdigest() == r[5] and len(r[4]) == r[6]
+    lf = [r for r in rows if r[0] != rows[0][0]]
+    assert len(lf) == 1 and lf[0][2] == "base64" and bytes(lf[0][4]) == blob
+    # the Python API reads the same bytes
+    eid = rows[0][0]
+    assert [bytes(c) for c in store.attachments(eid, with_content=True)["content"][:3]] == expected[:3]
+
+
+def test_migration_keeps_attachments_written_before_places(tmp_path):
+    import duckdb
+
+    from vmailkit.store.migrations import MIGRATIONS
+
+    path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE _vmailkit_migrations (name VARCHAR PRIMARY KEY,"
+                " applied_at TIMESTAMPTZ NOT NULL DEFAULT current_timestamp)")
+    names = [name for name, _ in MIGRATIONS]
+    for name, sql in MIGRATIONS[: names.index("0004_attachment_places")]:
+        con.execute(sql)
+        con.execute("INSERT INTO _vmailkit_migrations (name) VALUES (?)", [name])
+    con.execute("INSERT INTO emails (email_id, dedup_key, fingerprint, has_attachments, size, raw, raw_sha256,"
+                " downloaded_at) VALUES (1, 'k', 'f', true, 3, 'abc'::BLOB, 's', now())")
+    con.execute("INSERT INTO attachments VALUES (1, 0, 'old.pdf', 'application/pdf', 4, 'x', false, NULL,"
+                " '\\x00\\x01ab'::BLOB)")
+    con.close()
+    store = Store(path)
+    assert store.db.applied_migrations()[-1] == names[-1]
+    df = store.attachments(1, with_content=True)
+    assert df["filename"].tolist() == ["old.pdf"] and bytes(df["content"][0]) == b"\x00\x01ab"

@@ -372,6 +372,15 @@ def test_corpus_all_stored_byte_exact(store, dovecot, mailuser, corpus_dir):
     # identical files may be one mail; different mails are never merged
     distinct_bodies = len({sha(b) for b in server.values()})
     assert store.count_emails() <= distinct_bodies
+    # every attachment reads back through the `attachments` view as the parser decoded it, whether
+    # it is kept as a place in `emails.raw` or as a copy
+    with store.db.connect() as con:
+        kinds = dict(con.execute(
+            "SELECT coalesce(content_encoding, 'copy'), count(*) FROM attachment_parts GROUP BY 1").fetchall())
+        bad = con.execute("SELECT email_id, part_index FROM attachments"
+                          " WHERE content IS NULL OR sha256(content) <> sha256 OR octet_length(content) <> size").fetchall()
+    assert kinds.get("base64", 0) > 10 and kinds.get("copy", 0) > 10
+    assert bad == []
 
 
 def test_pop3_pipelined_listing_keeps_order(store, dovecot, mailuser):

@@ -104,6 +104,13 @@ class Attachment:
     decoded; broken encodings are decoded best-effort, unknown transfer
     encodings are kept as they are).  For ``message/*`` parts ``content`` is
     the embedded message serialized back to bytes.
+
+    ``source`` says where the encoded content lies in the raw message, when
+    the decoded bytes can be rebuilt from there by SQL alone:
+    ``(offset, length, "base64" | "identity")`` (0-based byte offset into the
+    raw bytes; ``base64`` means strict base64 with only CR/LF line breaks).
+    The store keeps such attachments as that place instead of a second copy.
+    ``None`` for small, quoted-printable, broken or embedded-message parts.
     """
 
     index: int
@@ -114,6 +121,7 @@ class Attachment:
     content: bytes
     is_inline: bool
     content_id: str | None
+    source: tuple[int, int, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -1762,36 +1770,59 @@ _BAD_QP_ESCAPE = re.compile(rb"=(?![0-9A-Fa-f]{2}|\r?\n|\r|[ \t]*$)", re.M)
 
 def _payload_bytes(part: Message, where: str, defects: list[str]) -> bytes:
     """Decoded bytes of a leaf part; broken encodings are decoded best-effort."""
+    return _decode_payload(part, where, defects)[0]
+
+
+#: Attachments at least this big get a ``source`` (see :class:`Attachment`); smaller ones are cheap to copy.
+LOCATE_MIN_BYTES = 1024
+
+
+def _decode_payload(part: Message, where: str, defects: list[str]) -> tuple[bytes, bytes, str | None]:
+    """(decoded bytes, encoded bytes as found in the message, rebuild kind).
+
+    The kind is ``"identity"`` when the decoded bytes are the encoded ones, ``"base64"`` when the
+    encoded bytes are strict base64 whose only whitespace is CR/LF, else ``None``.
+    """
     # Message.get_payload() (without decode) turns raw 8-bit bytes into U+FFFD
     # using the declared charset, so read the stored payload directly.
     payload = getattr(part, "_payload", None)
     if payload is None:
         payload = part.get_payload()
     if isinstance(payload, list):  # not a leaf; callers handle message/*
-        return b""
+        return b"", b"", None
     if isinstance(payload, (bytes, bytearray)):
         raw = bytes(payload)
     else:
         raw = str(payload or "").encode("utf-8", "surrogateescape")
     cte = _transfer_encoding(part)
     if cte in _IDENTITY_CTES:
-        return raw
+        return raw, raw, "identity"
     if cte == "base64":
         data, clean = _b64decode_lenient(raw)
         if not clean:
             defects.append(f"{where}: broken base64; decoded best-effort")
-        return data
+            return data, raw, None
+        strict = len(raw) - raw.count(b"\r") - raw.count(b"\n") == len(raw.translate(None, _ASCII_WHITESPACE))
+        return data, raw, "base64" if strict else None
     if cte in ("quoted-printable", "quotedprintable", "qp"):
         if _BAD_QP_ESCAPE.search(raw):
             defects.append(f"{where}: invalid quoted-printable; decoded best-effort")
-        return quopri.decodestring(raw)
+        return quopri.decodestring(raw), raw, None
     if cte in _UU_CTES:
         data, ok = _uu_decode(raw)
         if not ok:
             defects.append(f"{where}: broken uuencode; decoded best-effort")
-        return data
+        return data, raw, None
     defects.append(f"{where}: unknown Content-Transfer-Encoding {cte!r}; content kept undecoded")
-    return raw
+    return raw, raw, None
+
+
+def _locate(data: bytes | None, encoded: bytes, kind: str | None) -> tuple[int, int, str] | None:
+    """Where ``encoded`` lies in the raw message ``data`` (see :attr:`Attachment.source`)."""
+    if data is None or kind is None or len(encoded) < LOCATE_MIN_BYTES:
+        return None
+    pos = data.find(encoded)
+    return (pos, len(encoded), kind) if pos >= 0 else None
 
 
 _GEN_POLICY = _policy.default.clone(refold_source="none", cte_type="8bit", max_line_length=None)
@@ -1964,7 +1995,7 @@ def _where(path: str) -> str:
     return f"part {path}" if path else "message"
 
 
-def _fill_body(b: _Builder, msg: Message, hint: str | None, linesep: str) -> None:
+def _fill_body(b: _Builder, msg: Message, hint: str | None, linesep: str, data: bytes | None = None) -> None:
     nodes = list(_iter_parts(msg))
     parents = {id(part): parent for part, _path, parent in nodes}
     plain = _find_body(msg, nodes, "plain")
@@ -1986,6 +2017,7 @@ def _fill_body(b: _Builder, msg: Message, hint: str | None, linesep: str) -> Non
             is_message = ctype.startswith("message/")
             if part.is_multipart() and not is_message:
                 continue  # container; its children are visited
+            source = None
             if ctype.startswith("multipart/"):
                 # Multipart without a usable boundary: the body is text.
                 content = _payload_bytes(part, where, b.defects)
@@ -1997,12 +2029,11 @@ def _fill_body(b: _Builder, msg: Message, hint: str | None, linesep: str) -> Non
                     b.text = text
                     continue
                 ctype = "text/plain"
+            elif is_message:
+                content = _message_part_bytes(part, linesep, where, b.defects)
             else:
-                content = (
-                    _message_part_bytes(part, linesep, where, b.defects)
-                    if is_message
-                    else _payload_bytes(part, where, b.defects)
-                )
+                content, encoded, kind = _decode_payload(part, where, b.defects)
+                source = _locate(data, encoded, kind)
             filename = _part_filename(part, hint)
             disposition = _part_disposition(part)
             content_id = normalize_message_id(_raw_get(part, "content-id"))
@@ -2020,6 +2051,7 @@ def _fill_body(b: _Builder, msg: Message, hint: str | None, linesep: str) -> Non
                     content=content,
                     is_inline=disposition == "inline" or (content_id is not None and disposition != "attachment"),
                     content_id=content_id,
+                    source=source,
                 )
             )
         except Exception as exc:
@@ -2097,7 +2129,7 @@ def parse_message(raw: bytes) -> ParsedMessage:
         b.error(f"header extraction failed ({type(exc).__name__}: {exc})"[:300])
     linesep = "\r\n" if b"\r\n" in data[:65536] else "\n"
     try:
-        _fill_body(b, msg, hdrs.hint, linesep)
+        _fill_body(b, msg, hdrs.hint, linesep, data)
     except Exception as exc:
         b.error(f"body extraction failed ({type(exc).__name__}: {exc})"[:300])
     return b.build()

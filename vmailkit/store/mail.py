@@ -1,6 +1,7 @@
 """Downloaded mail in the store: chunk writes, locations, watermarks and listings."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -56,6 +57,9 @@ _ATTACHMENT_SCHEMA = pa.schema([
     ("is_inline", pa.bool_()),
     ("content_id", pa.string()),
     ("content", pa.binary()),
+    ("content_offset", pa.int64()),
+    ("content_length", pa.int64()),
+    ("content_encoding", pa.string()),
 ])
 
 _LOCATION_SCHEMA = pa.schema([
@@ -96,9 +100,14 @@ def identify(raw: bytes) -> tuple[ParsedMessage, str, str, str]:
     """Parse ``raw`` and return (parsed, sha256 of the bytes, dedup key, fingerprint).
 
     CPU only, no database; never raises for bad mail. Worker processes run this (see
-    :mod:`vmailkit.pipeline`), so its result holds no copy of ``raw``.
+    :mod:`vmailkit.pipeline`), so its result holds no copy of ``raw``: attachments that the store
+    keeps as a place in ``raw`` (``Attachment.source`` set) come back with empty ``content``.
     """
     parsed = parse_message(raw)
+    if any(a.source is not None for a in parsed.attachments):
+        parsed = dataclasses.replace(parsed, attachments=[
+            dataclasses.replace(a, content=b"") if a.source is not None else a for a in parsed.attachments
+        ])
     fp = fingerprint(raw)
     return parsed, hashlib.sha256(raw).hexdigest(), dedup_key(parsed.message_id, fp), fp
 
@@ -239,15 +248,18 @@ class MailMixin:
             for name, value in values.items():
                 cols[name].append(value)
             for att in m.attachments:
+                offset, length, encoding = att.source if att.source is not None else (None, None, None)
                 for name, value in (
                     ("email_id", eid), ("part_index", att.index), ("filename", att.filename),
                     ("content_type", att.content_type), ("size", att.size), ("sha256", att.sha256),
-                    ("is_inline", att.is_inline), ("content_id", att.content_id), ("content", att.content),
+                    ("is_inline", att.is_inline), ("content_id", att.content_id),
+                    ("content", None if att.source is not None else att.content),
+                    ("content_offset", offset), ("content_length", length), ("content_encoding", encoding),
                 ):
                     att_rows[name].append(value)
         insert_arrow(con, "emails", pa.table(cols, schema=_EMAIL_SCHEMA))
         if att_rows["email_id"]:
-            insert_arrow(con, "attachments", pa.table(att_rows, schema=_ATTACHMENT_SCHEMA))
+            insert_arrow(con, "attachment_parts", pa.table(att_rows, schema=_ATTACHMENT_SCHEMA))
 
     @staticmethod
     def _insert_locations(

@@ -279,4 +279,28 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "0004_attachment_places",
+        """
+        -- Large attachments are kept as a place in emails.raw (offset, length, encoding) instead of a
+        -- second, decoded copy; the view `attachments` decodes them on read. Rows written before this
+        -- migration keep their copy in `content`.
+        ALTER TABLE attachments RENAME TO attachment_parts;
+        ALTER TABLE attachment_parts ALTER COLUMN content DROP NOT NULL;
+        ALTER TABLE attachment_parts ADD COLUMN content_offset BIGINT;
+        ALTER TABLE attachment_parts ADD COLUMN content_length BIGINT;
+        ALTER TABLE attachment_parts ADD COLUMN content_encoding VARCHAR;
+
+        CREATE VIEW attachments AS
+        SELECT p.email_id, p.part_index, p.filename, p.content_type, p.size, p.sha256, p.is_inline,
+               p.content_id,
+               CASE p.content_encoding
+                   WHEN 'base64' THEN from_base64(replace(replace(decode(
+                       e.raw[p.content_offset + 1 : p.content_offset + p.content_length]), chr(13), ''), chr(10), ''))
+                   WHEN 'identity' THEN e.raw[p.content_offset + 1 : p.content_offset + p.content_length]
+                   ELSE p.content
+               END AS content
+        FROM attachment_parts p JOIN emails e USING (email_id);
+        """,
+    ),
 ]
