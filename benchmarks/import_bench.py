@@ -610,12 +610,25 @@ def vmk_check(srv, user, work: Path) -> tuple[int, float]:
         shutil.rmtree(d, ignore_errors=True)
 
 
+def _busy_seconds() -> float:
+    """CPU time all processes of the machine spent busy so far (from /proc/stat), in seconds."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def vmk_import(srv, user, work: Path, *, keep_db: bool = False) -> tuple[dict, float, int]:
     store, d = _new_store(work, srv, user, "import")
     try:
         t0 = time.perf_counter()
+        c0 = os.times()
+        b0 = _busy_seconds()
         summary = vmailkit.download(store, "bench", all_new=True, passwords={"bench": user.password})
         dt = time.perf_counter() - t0
+        c1 = os.times()
+        if os.environ.get("VMK_CPU"):
+            print(f"  main process CPU: user {c1.user - c0.user:.2f} s, system {c1.system - c0.system:.2f} s;"
+                  f" whole machine busy {_busy_seconds() - b0:.2f} CPU-s in {dt:.2f} s")
         if not summary.ok or summary.total("failed"):
             raise RuntimeError(f"download failed: {summary.frame().to_dict('records')}")
         counts = {k: summary.total(k) for k in ("downloaded", "already_present", "failed", "parse_errors")}
@@ -645,9 +658,12 @@ def run_mbsync(srv, user, work: Path, binary: str) -> tuple[int, float]:
         )
         os.chmod(conf, 0o600)
         t0 = time.perf_counter()
+        b0 = _busy_seconds()
         r = subprocess.run([binary, "-q", "-c", str(conf), "bench"], capture_output=True, text=True,
                            env={**os.environ, "HOME": str(d)})
         dt = time.perf_counter() - t0
+        if os.environ.get("VMK_CPU"):
+            print(f"  mbsync: whole machine busy {_busy_seconds() - b0:.2f} CPU-s in {dt:.2f} s")
         if r.returncode != 0:
             raise RuntimeError(f"mbsync exited {r.returncode}: {r.stderr[-2000:]}")
         files = sum(len(list((d / "near" / "INBOX" / sub).iterdir())) for sub in ("cur", "new")
