@@ -17,8 +17,8 @@ before every round, so repeated rounds do not run on warm caches):
 * both functions on the shared corpus of malformed real-world mail (``/work/shared/corpus`` or
   ``--corpus``), when it exists.
 
-With ``--compare FILE`` (a copy of an earlier ``parse.py``, e.g.
-``git show HEAD:vmailkit/parse.py > /tmp/parse_orig.py``) the earlier module is timed in the same
+With ``--compare FILE`` (a single-file copy of an earlier parser, e.g. the last one before the
+``vmailkit/parse/`` package: ``git show 9de6962:vmailkit/parse.py > /tmp/parse_orig.py``) the earlier module is timed in the same
 run and a before/after table is printed; ``--verify`` additionally checks that both modules return
 identical results for every generated message, every corpus file and every header block.
 
@@ -26,7 +26,7 @@ Usage::
 
     .venv/bin/python benchmarks/parse_bench.py                       # 2,000 messages
     .venv/bin/python benchmarks/parse_bench.py --messages 500 --repeat 5
-    git show HEAD:vmailkit/parse.py > /tmp/parse_orig.py
+    git show 9de6962:vmailkit/parse.py > /tmp/parse_orig.py
     .venv/bin/python benchmarks/parse_bench.py --compare /tmp/parse_orig.py --verify
     .venv/bin/python benchmarks/parse_bench.py --profile             # cProfile of parse_message
 """
@@ -121,12 +121,15 @@ def baseline_headers(block: bytes) -> None:
 
 
 def clear_caches(mod: ModuleType | None) -> None:
-    """Empty every ``functools.lru_cache`` of ``mod`` (so rounds start cold)."""
+    """Empty every ``functools.lru_cache`` of ``mod`` and, for a package, of its
+    submodules (so rounds start cold)."""
     if mod is None:
         return
-    for value in vars(mod).values():
-        if isinstance(value, functools._lru_cache_wrapper):
-            value.cache_clear()
+    modules = [mod] + [m for name, m in list(sys.modules.items()) if name.startswith(mod.__name__ + ".")]
+    for module in modules:
+        for value in vars(module).values():
+            if isinstance(value, functools._lru_cache_wrapper):
+                value.cache_clear()
 
 
 def best_of(func: Callable[[bytes], object], items: list[bytes], repeat: int, mod: ModuleType | None) -> float:

@@ -34,6 +34,8 @@ from vmailkit.parse import (  # noqa: E402
     split_header_block,
 )
 import vmailkit.parse as vparse  # noqa: E402  (private fast paths, tested against the email package)
+import vmailkit.parse.fastpaths as vparse_fastpaths  # noqa: E402  (owns the mutable _FAST_PATHS)
+import vmailkit.parse.mime as vparse_mime  # noqa: E402  (owns the mutable _Parser)
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 
@@ -1073,8 +1075,8 @@ def test_parser_builds_the_same_tree_as_the_stdlib(raw):
 
 def test_parser_self_check_passed():
     # On the supported Python versions every fast path agrees with the email package.
-    assert vparse._FAST_PATHS is True
-    assert vparse._Parser is not Parser
+    assert vparse_fastpaths._FAST_PATHS is True
+    assert vparse_mime._Parser is not Parser
 
 
 STRUCTURAL_VALUES = [
@@ -1271,9 +1273,12 @@ def _plain(value):
 
 
 def _clear_parse_caches():
-    for value in vars(vparse).values():
-        if hasattr(value, "cache_clear"):
-            value.cache_clear()
+    # The memo caches live in the submodules of the vmailkit.parse package.
+    for name, module in list(sys.modules.items()):
+        if name == vparse.__name__ or name.startswith(vparse.__name__ + "."):
+            for value in vars(module).values():
+                if hasattr(value, "cache_clear"):
+                    value.cache_clear()
 
 
 def test_results_identical_without_fast_paths(monkeypatch):
@@ -1290,8 +1295,8 @@ def test_results_identical_without_fast_paths(monkeypatch):
     _clear_parse_caches()
     fast = [(_plain(parse_message(raw)), _plain(parse_headers(raw))) for raw in samples]
     _clear_parse_caches()
-    monkeypatch.setattr(vparse, "_FAST_PATHS", False)
-    monkeypatch.setattr(vparse, "_Parser", Parser)
+    monkeypatch.setattr(vparse_fastpaths, "_FAST_PATHS", False)
+    monkeypatch.setattr(vparse_mime, "_Parser", Parser)
     try:
         slow = [(_plain(parse_message(raw)), _plain(parse_headers(raw))) for raw in samples]
     finally:
