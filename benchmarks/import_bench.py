@@ -610,6 +610,10 @@ def vmk_check(srv, user, work: Path) -> tuple[int, float]:
         shutil.rmtree(d, ignore_errors=True)
 
 
+#: Set by ``--cpu``: print the CPU time spent by the main process and by the whole machine.
+SHOW_CPU = False
+
+
 def _busy_seconds() -> float:
     """CPU time all processes of the machine spent busy so far (from /proc/stat), in seconds."""
     fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
@@ -626,7 +630,7 @@ def vmk_import(srv, user, work: Path, *, keep_db: bool = False) -> tuple[dict, f
         summary = vmailkit.download(store, "bench", all_new=True, passwords={"bench": user.password})
         dt = time.perf_counter() - t0
         c1 = os.times()
-        if os.environ.get("VMK_CPU"):
+        if SHOW_CPU:
             print(f"  main process CPU: user {c1.user - c0.user:.2f} s, system {c1.system - c0.system:.2f} s;"
                   f" whole machine busy {_busy_seconds() - b0:.2f} CPU-s in {dt:.2f} s")
         if not summary.ok or summary.total("failed"):
@@ -662,7 +666,7 @@ def run_mbsync(srv, user, work: Path, binary: str) -> tuple[int, float]:
         r = subprocess.run([binary, "-q", "-c", str(conf), "bench"], capture_output=True, text=True,
                            env={**os.environ, "HOME": str(d)})
         dt = time.perf_counter() - t0
-        if os.environ.get("VMK_CPU"):
+        if SHOW_CPU:
             print(f"  mbsync: whole machine busy {_busy_seconds() - b0:.2f} CPU-s in {dt:.2f} s")
         if r.returncode != 0:
             raise RuntimeError(f"mbsync exited {r.returncode}: {r.stderr[-2000:]}")
@@ -927,6 +931,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile-top", type=int, default=25)
     ap.add_argument("--no-mbsync", action="store_true", help="skip the mbsync baseline even when installed")
     ap.add_argument("--only", default="", help="comma list of raw-full,raw-header,raw-items,check,import,mbsync")
+    ap.add_argument("--cpu", action="store_true",
+                    help="print the CPU time of vmailkit's main process and of the whole machine (/proc/stat) per run")
     ap.add_argument("--cache-dir", default=str(Path(tempfile.gettempdir()) / "vmailkit-bench-cache"),
                     help="where generated mailboxes are cached ('' = no cache)")
     ap.add_argument("--json", help="also write the results to this JSON file")
@@ -936,6 +942,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quiet-timeout", type=float, default=600, help="longest wait for a quiet machine, s")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (server, stores) for inspection")
     args = ap.parse_args(argv)
+    global SHOW_CPU
+    SHOW_CPU = args.cpu
     if args.messages < 1 or args.repeat < 1:
         ap.error("--messages and --repeat must be >= 1")
     if not find_dovecot():
