@@ -30,6 +30,8 @@ from .charsets import (
 from .headers import _CHARSET_PARAM, _CTYPE, _normalize_content_type
 from .rfc2047 import _ASCII_WHITESPACE, _b64decode_lenient, _decode_words
 
+_WHITESPACE_BUT_LINE_BREAKS = _ASCII_WHITESPACE.translate(None, b"\r\n")
+
 
 # --------------------------------------------------------------------------
 # MIME parts
@@ -271,8 +273,9 @@ def _decode_payload(part: Message, where: str, defects: list[str]) -> tuple[byte
         if not clean:
             defects.append(f"{where}: broken base64; decoded best-effort")
             return data, raw, None
-        strict = len(raw) - raw.count(b"\r") - raw.count(b"\n") == len(raw.translate(None, _ASCII_WHITESPACE))
-        return data, raw, "base64" if strict else None
+        # SQL removes only CR and LF before from_base64; any other whitespace means keep a copy
+        only_line_breaks = len(raw.translate(None, _WHITESPACE_BUT_LINE_BREAKS)) == len(raw)
+        return data, raw, "base64" if only_line_breaks else None
     if cte in ("quoted-printable", "quotedprintable", "qp"):
         if _BAD_QP_ESCAPE.search(raw):
             defects.append(f"{where}: invalid quoted-printable; decoded best-effort")
