@@ -34,8 +34,12 @@ from vmailkit.parse import (  # noqa: E402
     split_header_block,
 )
 import vmailkit.parse as vparse  # noqa: E402  (private fast paths, tested against the email package)
+import vmailkit.parse.charsets as vparse_charsets  # noqa: E402
 import vmailkit.parse.fastpaths as vparse_fastpaths  # noqa: E402  (owns the mutable _FAST_PATHS)
+import vmailkit.parse.headers as vparse_headers  # noqa: E402
 import vmailkit.parse.mime as vparse_mime  # noqa: E402  (owns the mutable _Parser)
+import vmailkit.parse.rfc2047 as vparse_rfc2047  # noqa: E402
+import vmailkit.parse.selfcheck as vparse_selfcheck  # noqa: E402
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 
@@ -1024,7 +1028,7 @@ def _body_path(root, body) -> str | None:
     return walk(root, "")
 
 
-TRICKY_MESSAGES = list(vparse._CHECK_MESSAGES) + [
+TRICKY_MESSAGES = list(vparse_selfcheck._CHECK_MESSAGES) + [
     msg(
         "Content-Type: multipart/related; boundary=r; start=\"<b@x>\"",
         "",
@@ -1066,7 +1070,7 @@ TREE_SAMPLES = [pytest.param(raw, id=f"tricky-{i}") for i, raw in enumerate(TRIC
 
 @pytest.mark.parametrize("raw", TREE_SAMPLES)
 def test_parser_builds_the_same_tree_as_the_stdlib(raw):
-    fast = vparse._parse_bytes(raw)
+    fast = vparse_mime._parse_bytes(raw)
     stock = BytesParser(policy=email_policy.default).parsebytes(raw)
     assert _mime_tree(fast) == _mime_tree(stock)
     for prefs in (("plain",), ("html",), ("related", "html", "plain")):
@@ -1112,11 +1116,11 @@ def _random_structural_values(count: int) -> list[tuple[str, str]]:
 
 
 def _check_structural(name: str, value: str) -> None:
-    assert _outcome(lambda: str(vparse._PARSE_POLICY.header_fetch_parse(name, value))) == _outcome(
+    assert _outcome(lambda: str(vparse_fastpaths._PARSE_POLICY.header_fetch_parse(name, value))) == _outcome(
         _policy_str, name, value
     ), (name, value)
     if name == "Content-Disposition":
-        fast, stock = vparse._FastMessage(policy=vparse._PARSE_POLICY), EmailMessage(policy=email_policy.default)
+        fast, stock = vparse_fastpaths._FastMessage(policy=vparse_fastpaths._PARSE_POLICY), EmailMessage(policy=email_policy.default)
         fast._headers.append((name, value))
         stock._headers.append((name, value))
         assert _outcome(fast.is_attachment) == _outcome(stock.is_attachment), value
@@ -1144,10 +1148,10 @@ def _random_words(rng: random.Random, count: int) -> list[str]:
 
 def test_unstructured_fast_path_matches_policy_default():
     rng = random.Random(1)
-    values = _random_words(rng, 3000) + [v for v in vparse._CHECK_UNSTRUCTURED]
+    values = _random_words(rng, 3000) + [v for v in vparse_selfcheck._CHECK_UNSTRUCTURED]
     fast_hits = 0
     for text in values:
-        fast = vparse._fast_unstructured(text)
+        fast = vparse_fastpaths._fast_unstructured(text)
         if fast is not None:
             fast_hits += 1
             assert fast == _outcome(_policy_str, "Subject", text), text
@@ -1159,7 +1163,7 @@ def test_mailbox_fast_path_matches_policy_default():
     addrs = ["a@b.example", "Anna.Berg@X-Y.example", "o'neil@x.org", "a=b@x.y", "x@[1.2.3.4]", '"a b"@x.y', "m\u00e4ry@x.y"]
     good = ["Anna", "J.", "Dr. No", '"Berg, Anna"', '"a  b"', '""', "=?utf-8?q?J=C3=B6rg?=", "=?UTF-8?B?w7w=?=",
             "=?utf-8?q?_x_?=", "=?iso-8859-1?q?caf=E9?=", "O'Neil", "x=y"]
-    values = list(vparse._CHECK_ADDRESSES)
+    values = list(vparse_selfcheck._CHECK_ADDRESSES)
     for _ in range(3000):
         boxes = []
         for _ in range(rng.randint(1, 3)):
@@ -1177,7 +1181,7 @@ def test_mailbox_fast_path_matches_policy_default():
         values.append(rng.choice([",", ", "]).join(boxes) + rng.choice(["", "", ","]))
     fast_hits = 0
     for text in values:
-        fast = vparse._fast_mailboxes(text)
+        fast = vparse_fastpaths._fast_mailboxes(text)
         if fast is None:
             continue
         fast_hits += 1
@@ -1192,16 +1196,16 @@ def test_mailbox_fast_path_matches_policy_default():
 
 def test_date_fast_path_matches_parsedate():
     rng = random.Random(3)
-    values = list(vparse._CHECK_DATES)
+    values = list(vparse_selfcheck._CHECK_DATES)
     for _ in range(3000):
         values.append(
             rng.choice(["Mon, ", "Sat, ", ""]) + str(rng.randint(0, 35)).zfill(rng.choice([1, 2])) + " "
-            + rng.choice(list(vparse._MONTHS)) + " " + str(rng.choice([rng.randint(1000, 9999), 1970, 1969]))
+            + rng.choice(list(vparse_headers._MONTHS)) + " " + str(rng.choice([rng.randint(1000, 9999), 1970, 1969]))
             + f" {rng.randint(0, 25):02d}:{rng.randint(0, 61):02d}" + rng.choice(["", f":{rng.randint(0, 61):02d}"])
             + f" {rng.choice('+-')}{rng.randint(0, 2500):04d}"
         )
     for text in values:
-        fast = vparse._strict_date(text)
+        fast = vparse_headers._strict_date(text)
         if fast is not None:
             assert fast == parsedate_to_datetime(text).astimezone(timezone.utc), text
             assert fast.tzinfo is timezone.utc
@@ -1214,7 +1218,7 @@ def test_header_items_fast_path_matches_email_package():
     rng = random.Random(4)
     names = [b"From", b"To", b"X-A", b"From ", b" X", b"Bad Name", b":x", b"\xc4", b"Subject"]
     values = [b"", b" ", b"  v", b"v", b" v\x00", b" \xe9x", b" a:b", b"\t x"]
-    blocks = list(vparse._CHECK_HEADER_BLOCKS)
+    blocks = list(vparse_selfcheck._CHECK_HEADER_BLOCKS)
     for _ in range(3000):
         lines = []
         for _ in range(rng.randint(0, 6)):
@@ -1229,7 +1233,7 @@ def test_header_items_fast_path_matches_email_package():
         blocks.append(block if rng.random() < 0.7 else block.rstrip(b"\r\n"))
     fast_hits = 0
     for block in blocks:
-        fast = vparse._fast_header_items(block)
+        fast = vparse_headers._fast_header_items(block)
         if fast is not None:
             fast_hits += 1
             assert fast == list(BytesHeaderParser(policy=email_policy.compat32).parsebytes(block).raw_items()), block
@@ -1243,25 +1247,25 @@ def test_boundary_matcher_matches_the_regex():
     for _ in range(500):
         separator = "--" + "".join(rng.choice(chars) for _ in range(rng.randint(0, 12)))
         pattern = "(?P<sep>" + re.escape(separator) + tail
-        real, fast = re.compile(pattern), vparse._compile_for_feedparser(pattern)
-        assert isinstance(fast, vparse._BoundaryRegex)
+        real, fast = re.compile(pattern), vparse_mime._compile_for_feedparser(pattern)
+        assert isinstance(fast, vparse_mime._BoundaryRegex)
         for line in (separator, separator + "--", separator + "\r\n", separator + "--\r\n", separator + " \t\n",
                      separator + "x", separator[:-1], separator + "\r\r", separator + "\n\n", "x" + separator, ""):
             a, b = real.match(line), fast.match(line)
             assert (a is None) == (b is None), (separator, line)
             if a is not None:
                 assert [a.group(g) for g in ("end", "ws", "linesep")] == [b.group(g) for g in ("end", "ws", "linesep")]
-    assert isinstance(vparse._compile_for_feedparser("(?P<sep>x)"), re.Pattern)
+    assert isinstance(vparse_mime._compile_for_feedparser("(?P<sep>x)"), re.Pattern)
 
 
 def test_helpers_equal_their_regex_versions():
     rng = random.Random(6)
     for _ in range(200):
         data = bytes(rng.randrange(256) for _ in range(rng.randint(0, 60)))
-        assert data.translate(None, vparse._ASCII_WHITESPACE) == re.sub(rb"\s+", b"", data)
-        assert data.translate(None, vparse._NOT_B64_ALPHABET) == re.sub(rb"[^A-Za-z0-9+/=]", b"", data)
+        assert data.translate(None, vparse_rfc2047._ASCII_WHITESPACE) == re.sub(rb"\s+", b"", data)
+        assert data.translate(None, vparse_rfc2047._NOT_B64_ALPHABET) == re.sub(rb"[^A-Za-z0-9+/=]", b"", data)
         text = "".join(rng.choice("a\u00e9\u20ac\U0001f334\ud800\udce9\udfff ") for _ in range(rng.choice([5, 2000])))
-        assert vparse._has_surrogates(text) == bool(re.search("[\ud800-\udfff]", text))
+        assert vparse_charsets._has_surrogates(text) == bool(re.search("[\ud800-\udfff]", text))
 
 
 def _plain(value):

@@ -48,31 +48,11 @@ self-check, run at the end of this module).
 
 from __future__ import annotations
 
-from types import ModuleType as _ModuleType
-
-from . import fastpaths, mime
 from .body import parse_message
 from .charsets import decode_text
 from .headers import normalize_message_id, parse_headers, split_header_block
 from .model import Address, Attachment, HeaderSummary, ParsedMessage
-from .parts import LOCATE_MIN_BYTES  # noqa: F401  (module-level constant of the former parse.py)
 from .selfcheck import _self_check
-
-# Private, read-only names the tests use as ``vmailkit.parse._xxx``.
-from .charsets import _has_surrogates  # noqa: F401  isort: skip
-from .fastpaths import _PARSE_POLICY, _FastMessage, _fast_mailboxes, _fast_unstructured  # noqa: F401
-from .headers import _MONTHS, _fast_header_items, _strict_date  # noqa: F401
-from .mime import _BoundaryRegex, _compile_for_feedparser, _parse_bytes  # noqa: F401
-from .rfc2047 import _ASCII_WHITESPACE, _NOT_B64_ALPHABET  # noqa: F401
-from .selfcheck import (  # noqa: F401
-    _CHECK_ADDRESSES,
-    _CHECK_CONTENT_TYPES,
-    _CHECK_DATES,
-    _CHECK_DISPOSITIONS,
-    _CHECK_HEADER_BLOCKS,
-    _CHECK_MESSAGES,
-    _CHECK_UNSTRUCTURED,
-)
 
 __all__ = [
     "Address",
@@ -85,18 +65,5 @@ __all__ = [
     "split_header_block",
     "decode_text",
 ]
-
-# Mutable module state lives in the module that owns it; these names read it
-# from there (never a copy), so ``vmailkit.parse._FAST_PATHS`` always shows
-# what the self-check set.  Change them on the owning module.
-_OWNERS: dict[str, _ModuleType] = {"_FAST_PATHS": fastpaths, "_Parser": mime}
-
-
-def __getattr__(name: str) -> object:
-    owner = _OWNERS.get(name)
-    if owner is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(owner, name)
-
 
 _self_check()
