@@ -5,8 +5,8 @@ import imaplib
 import poplib
 import socket
 import ssl
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
 from imap_tools.errors import ImapToolsError
@@ -98,6 +98,18 @@ def tls_context(account: Account) -> ssl.SSLContext:
         ctx.load_verify_locations(cafile=account.ca_file)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     return ctx
+
+
+def end_quietly(goodbye: Callable[[], object], hang_up: Callable[[], object]) -> None:
+    """Say goodbye to the server (QUIT, LOGOUT); when that fails, just close the socket. Never raises.
+
+    A session's close must not hide the result of the work done before it.
+    """
+    try:
+        goodbye()
+    except Exception:  # noqa: BLE001
+        with suppress(Exception):
+            hang_up()
 
 
 def set_nodelay(sock: socket.socket | None) -> None:

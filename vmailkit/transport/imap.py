@@ -20,6 +20,7 @@ from .base import (
     SessionBase,
     auth_failed,
     decode_server_text,
+    end_quietly,
     mapped_errors,
     set_nodelay,
     starttls_missing,
@@ -117,13 +118,7 @@ class ImapSession(SessionBase):
         mb, self.mailbox = self.mailbox, None
         if mb is None:
             return
-        try:
-            mb.client.logout()
-        except Exception:  # noqa: BLE001 - a failing logout must not hide the result
-            try:
-                mb.client.shutdown()
-            except Exception:  # noqa: BLE001
-                pass
+        end_quietly(mb.client.logout, mb.client.shutdown)
 
     # -- listing -----------------------------------------------------------------------------
     def _uid(self, command: str, *args: str) -> list:

@@ -15,6 +15,7 @@ from .base import (
     RemoteMessage,
     SessionBase,
     auth_failed,
+    end_quietly,
     mapped_errors,
     set_nodelay,
     starttls_missing,
@@ -125,13 +126,7 @@ class Pop3Session(SessionBase):
         client, self.client = self.client, None
         if client is None:
             return
-        try:
-            client.quit()
-        except Exception:  # noqa: BLE001
-            try:
-                client.close()
-            except Exception:  # noqa: BLE001
-                pass
+        end_quietly(client.quit, client.close)
 
     def uidls(self) -> list[str]:
         """Every UIDL on the server, in message-number order (oldest first)."""

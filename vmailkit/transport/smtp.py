@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 
 from ..accounts import Account
 from ..errors import AuthError, ProtocolError, SendError, StartTLSNotOffered, ValidationError
-from .base import DEFAULT_TIMEOUT, mapped_errors, set_nodelay, tls_context
+from .base import DEFAULT_TIMEOUT, end_quietly, mapped_errors, set_nodelay, tls_context
 
 SMTP_AUTH_HINT = (
     "check the SMTP login and password; many providers need SMTP AUTH enabled for the mailbox and an "
@@ -183,11 +183,7 @@ class SmtpSession:
         client, self.client = self.client, None
         if client is None:
             return
-        try:
-            client.quit()
-        except Exception:  # noqa: BLE001 - a failing QUIT must not hide the result
-            with contextlib.suppress(Exception):
-                client.close()
+        end_quietly(client.quit, client.close)
 
     def send(self, sender: str, recipients: Sequence[str], raw: bytes) -> str:
         """Submit ``raw`` from ``sender`` to every address in ``recipients``; return the server's answer.
