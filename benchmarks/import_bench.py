@@ -1005,29 +1005,22 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  warning: other programs use {100 * bg:.0f} % of the CPUs; {m.name} will be slower",
                       flush=True)
 
+        def raw_baseline(m: Measurement, fetch, label: str, what: str, digits: int) -> None:  # noqa: ANN001
+            quiet(m)
+            t0 = time.perf_counter()
+            count, nbytes = fetch(srv, user, args.chunk)
+            m.seconds.append(time.perf_counter() - t0)
+            m.note = f"{count} msgs, {nbytes / MB:.{digits}f} MB {what}"
+            print(f"{label}: {m.seconds[-1]:.2f} s", flush=True)
+
         for k in range(args.repeat):
             print(f"--- run {k + 1}/{args.repeat}", flush=True)
             if wanted("raw-full"):
-                quiet(m_full)
-                t0 = time.perf_counter()
-                count, nbytes = raw_full_fetch(srv, user, args.chunk)
-                m_full.seconds.append(time.perf_counter() - t0)
-                m_full.note = f"{count} msgs, {nbytes / MB:.1f} MB received"
-                print(f"raw full fetch: {m_full.seconds[-1]:.2f} s", flush=True)
+                raw_baseline(m_full, raw_full_fetch, "raw full fetch", "received", 1)
             if wanted("raw-header"):
-                quiet(m_hdr)
-                t0 = time.perf_counter()
-                count, nbytes = raw_header_fetch(srv, user, args.chunk)
-                m_hdr.seconds.append(time.perf_counter() - t0)
-                m_hdr.note = f"{count} msgs, {nbytes / MB:.2f} MB of header fields"
-                print(f"raw header fetch: {m_hdr.seconds[-1]:.2f} s", flush=True)
+                raw_baseline(m_hdr, raw_header_fetch, "raw header fetch", "of header fields", 2)
             if wanted("raw-items"):
-                quiet(m_items)
-                t0 = time.perf_counter()
-                count, nbytes = raw_check_items(srv, user, args.chunk)
-                m_items.seconds.append(time.perf_counter() - t0)
-                m_items.note = f"{count} msgs, {nbytes / MB:.2f} MB incl. BODYSTRUCTURE"
-                print(f"raw check items fetch: {m_items.seconds[-1]:.2f} s", flush=True)
+                raw_baseline(m_items, raw_check_items, "raw check items fetch", "incl. BODYSTRUCTURE", 2)
             if wanted("check"):
                 quiet(m_check)
                 listed, dt = vmk_check(srv, user, work)
