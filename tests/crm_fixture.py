@@ -11,7 +11,7 @@ import pandas as pd
 
 from mailfactory import make_mail
 from vmailkit import Store, make_account
-from vmailkit.transport.base import RemoteMessage
+from vmailkit.ingest import save_received
 
 PERSONS = pd.DataFrame([
     # person_id, first, last, email, is_temporary, extra column kept as text
@@ -164,10 +164,9 @@ def store_mails(store: Store, keys: list[str] | None = None, *, start_uid: int =
     """Store fixture mails without a server (as a download would); return key -> email_id."""
     keys = list(MAILS) if keys is None else keys
     accounts = store.accounts_frame()
-    account_id = int(accounts["account_id"].iloc[0]) if len(accounts) else add_mail_account(store)
-    user_id = store.get_user("anna").user_id
-    messages = [RemoteMessage(key=str(start_uid + i), uid=start_uid + i, raw=mail_bytes(start_uid + i, k))
-                for i, k in enumerate(keys)]
-    res = store.save_chunk(user_id=user_id, account_id=account_id, protocol="imap", folder="INBOX", uidvalidity=1,
-                           messages=messages)
-    return {k: res.by_key[m.key] for k, m in zip(keys, messages)}
+    if not len(accounts):
+        add_mail_account(store)
+    account = str(store.accounts_frame()["name"].iloc[0])
+    messages = [(start_uid + i, mail_bytes(start_uid + i, k)) for i, k in enumerate(keys)]
+    res = save_received(store, "anna", account, messages)
+    return {k: res.by_key[str(uid)] for k, (uid, _) in zip(keys, messages)}

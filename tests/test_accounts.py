@@ -48,6 +48,11 @@ def test_explicit_port_and_login_default() -> None:
         (dict(address="nobody"), "address"),
         (dict(protocol="pop3", folder="Sent"), "folder"),
         (dict(ca_file="/does/not/exist.pem"), "ca_file"),
+        (dict(ca_file=__file__), "ca_file"),          # exists, but is not a certificate
+        (dict(host="mail example.com"), "host"),
+        (dict(host="mail.example.com\nx"), "host"),
+        (dict(login="off\nice"), "login"),
+        (dict(address="office@example.com\r\nBcc: x@y.z"), "address"),
     ],
 )
 def test_invalid_settings_name_the_field(kwargs: dict, field: str) -> None:
@@ -55,6 +60,14 @@ def test_invalid_settings_name_the_field(kwargs: dict, field: str) -> None:
         imap(**kwargs)
     assert info.value.field == field
     assert field in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["off\nice", "off\tice", "off\x00ice", "off\u200bice"])
+def test_account_name_with_control_character_refused(name: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        imap(name)
+    assert info.value.field == "name" and "control or invisible character" in str(info.value)
+    assert "\n" not in str(info.value)     # one line: the name is shown escaped
 
 
 def test_secret_must_be_a_reference() -> None:

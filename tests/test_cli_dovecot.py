@@ -57,11 +57,13 @@ def test_cli_check_download_emails(tmp_path, dovecot, mailuser):
         "Booking 703 rooming list", "Booking 702 rooming list", "Booking 701 rooming list"]
     first = data["messages"][0]
     assert set(first) == {"account", "folder", "uid", "from", "subject", "date", "size", "has_attachments",
-                          "already_downloaded"}
+                          "already_downloaded", "ref", "pick"}
+    assert first["ref"]["uid"] == int(first["uid"]) and first["ref"]["uidvalidity"] > 0
+    assert first["pick"] == f"office/INBOX;UIDVALIDITY={first['ref']['uidvalidity']};UID={first['uid']}"
     assert first["from"] == "reservas@hotelsol.example" and first["date"].startswith("2026-11-02T12:00:00")
     assert [m["has_attachments"] for m in data["messages"]] == [False, True, False]
 
-    pick = f"office:{data['messages'][1]['uid']}"
+    pick = data["messages"][1]["pick"]
     dl = run(db, "download", "anna", "--pick", pick, "--format", "json", env=env, check=True)
     assert json.loads(dl.stdout)[0]["downloaded"] == 1
     dl = run(db, "download", "anna", "--all", "--format", "csv", env=env, check=True)

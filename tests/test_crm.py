@@ -134,6 +134,10 @@ def loaded_before(store) -> dict[str, int]:
     ("", None, None, ["empty"]),
     ("customer_id,name,main_person_id,Name\n1,A,,B\n", None, "Name", ["appears twice"]),
     ("customer_id,name,main_person_id,,\n1,A,,,x\n", None, None, ["column 5 has values but no name"]),
+    ("customer_id,name,main_person_id\n1,A,\n2," + "n" * 200_000 + ",\n", 2, None,
+     ["the value on line 3 is longer than 131072 characters"]),
+    ("customer_id,name" + "e" * 200_000 + ",main_person_id\n1,A,\n", None, None,
+     ["the header (line 1) has a column name longer than 131072 characters"]),
 ])
 def test_customer_file_errors(store, tmp_path, text, row, column, words):
     before = loaded_before(store)

@@ -9,7 +9,7 @@ from vmailkit import Store
 from vmailkit.crm import load_crm
 from vmailkit.links import link, unlink
 from vmailkit.match import RULES, match_all, match_emails, match_new, match_unlinked
-from vmailkit.transport.base import RemoteMessage
+from vmailkit.ingest import save_received
 
 
 @pytest.fixture
@@ -204,12 +204,10 @@ def test_digit_groups_are_taken_as_written(store):
 
 def test_mail_without_from_or_subject(store):
     F.add_mail_account(store)
-    user_id = store.get_user("anna").user_id
-    account_id = int(store.accounts_frame()["account_id"].iloc[0])
+    account = str(store.accounts_frame()["name"].iloc[0])
     raws = [b"Subject: Booking 756\r\nMessage-ID: <a@x>\r\n\r\nno sender\r\n",
             b"From: ana@hotelsol.example\r\nMessage-ID: <b@x>\r\n\r\nno subject\r\n"]
-    res = store.save_chunk(user_id=user_id, account_id=account_id, protocol="imap", folder="INBOX", uidvalidity=1,
-                           messages=[RemoteMessage(key=str(i), uid=i, raw=r) for i, r in enumerate(raws, 1)])
+    res = save_received(store, "anna", account, list(enumerate(raws, 1)))
     load_crm(store, F.crm_frames())
     match_all(store)
     got = store.query("SELECT email_id, entity_type, entity_id FROM email_links ORDER BY ALL").values.tolist()

@@ -5,17 +5,20 @@ import os
 import signal
 
 from mailfactory import make_mail
-from vmailkit.pipeline import Preparer
+from vmailkit.ingest import Preparer
+from vmailkit.refs import MessageRef
 from vmailkit.transport.base import RemoteMessage
 
 
 def chunk(n: int, start: int = 0) -> list[RemoteMessage]:
-    return [RemoteMessage(key=str(i), uid=i, raw=make_mail(i, attachment=b"x" * (i % 7) * 100 if i % 2 else None))
+    return [RemoteMessage(MessageRef("office", "INBOX", 1, uid=i),
+                          make_mail(i, attachment=b"x" * (i % 7) * 100 if i % 2 else None))
             for i in range(start, start + n)]
 
 
-def summary(prepared):
-    return [(p.remote.key, p.dedup_key, p.raw_sha256, p.parsed.subject, len(p.parsed.attachments)) for p in prepared]
+def summary(arrivals):
+    return [(a.key, a.mail.identity, a.mail.raw_sha256, a.mail.subject, len(a.mail.attachments), len(a.mail.raw))
+            for a in arrivals]
 
 
 def test_workers_give_the_same_results_in_order():
@@ -37,4 +40,4 @@ def test_killed_workers_fall_back_to_in_process():
         second = pooled.submit(chunk(10, start=10))
         assert summary(second.result()) == summary(Preparer(0).submit(chunk(10, start=10)).result())
         third = pooled.submit(chunk(5, start=20)).result()  # the pool is gone: parsed in-process
-        assert [p.remote.key for p in third] == [str(i) for i in range(20, 25)]
+        assert [a.key for a in third] == [str(i) for i in range(20, 25)]

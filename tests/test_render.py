@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import base64
 import html
+import os
 import re
+from email.message import EmailMessage
 
 import pandas as pd
 import pytest
@@ -13,6 +15,7 @@ from uimail import PDF_BYTES, PNG_1PX, hostile_html, hostile_mail
 from vmailkit import NotFoundError, Store, ValidationError, make_account
 from vmailkit.render import (
     BLOCKED_IMAGE,
+    MAX_FILENAME_BYTES,
     MISSING_IMAGE,
     RenderedBody,
     attachment_list,
@@ -27,7 +30,7 @@ from vmailkit.render import (
     sanitize_html,
     save_attachment,
 )
-from vmailkit.transport.base import RemoteMessage
+from vmailkit.ingest import save_received
 
 TRACKER = "http://127.0.0.1:9/track"
 
@@ -43,9 +46,7 @@ def store(tmp_path) -> Store:
 
 def save(store: Store, *raws: bytes) -> list[int]:
     acc = store.get_account("office")
-    res = store.save_chunk(user_id=store.get_user("anna").user_id, account_id=acc.account_id, protocol="imap",
-                           folder="INBOX", uidvalidity=1,
-                           messages=[RemoteMessage(key=str(i + 1), uid=i + 1, raw=r) for i, r in enumerate(raws)])
+    res = save_received(store, "anna", acc.name, [(i + 1, r) for i, r in enumerate(raws)])
     return [res.by_key[str(i + 1)] for i in range(len(raws))]
 
 
@@ -199,3 +200,217 @@ def test_safe_filename():
     assert safe_filename("C:\\x\\y.doc") == "y.doc"
     assert safe_filename("a:b?.txt") == "a_b_.txt"
     assert len(safe_filename("a" * 500)) == 200
+
+
+# -- hostile attachment names and saving (issue 11, point 9) ------------------------------------------
+
+BIDI_CONTROLS = ["\u202a", "\u202b", "\u202c", "\u202d", "\u202e", "\u2066", "\u2067", "\u2068", "\u2069",
+                 "\u200e", "\u200f", "\u061c"]
+
+
+def named_parts_mail(*names: str | None, subject: str = "Files") -> bytes:
+    """A mail with one attachment per name (None: a part without a name); content ``data-<i>``."""
+    msg = EmailMessage()
+    msg["From"] = "Hotel Sol <reservas@hotelsol.example>"
+    msg["To"] = "office@tour.example"
+    msg["Subject"] = subject
+    msg["Message-ID"] = f"<{abs(hash(names))}@names.example>"
+    msg.set_content("see the files")
+    for i, name in enumerate(names):
+        kwargs = {"filename": name} if name is not None else {}
+        msg.add_attachment(f"data-{i}".encode(), maintype="application", subtype="octet-stream", **kwargs)
+    return bytes(msg)
+
+
+def parts(store: Store, eid: int) -> dict[str | None, int]:
+    frame = attachment_list(store, eid)
+    return {r.filename: int(r.part_index) for r in frame.itertuples(index=False)}
+
+
+def test_safe_filename_cuts_by_utf8_bytes_and_keeps_the_extension():
+    euro = safe_filename("€" * 200 + ".pdf")
+    assert len(euro.encode("utf-8")) <= MAX_FILENAME_BYTES <= 255
+    assert euro.endswith(".pdf") and set(euro[:-4]) == {"€"}            # no half character
+    assert len(euro.encode("utf-8")) > MAX_FILENAME_BYTES - 3            # cut as late as possible
+    no_ext = safe_filename("€" * 200)
+    assert len(no_ext.encode("utf-8")) <= MAX_FILENAME_BYTES and set(no_ext) == {"€"}
+    emoji = safe_filename("😀" * 80 + "é.tar.gz")
+    assert emoji.endswith(".gz") and len(emoji.encode("utf-8")) <= MAX_FILENAME_BYTES
+    emoji.encode("utf-8").decode("utf-8")                               # whole characters only
+    # an "extension" that is itself huge is not kept whole
+    odd = safe_filename("a." + "ü" * 300)
+    assert len(odd.encode("utf-8")) <= MAX_FILENAME_BYTES and odd.startswith("a.ü")
+    assert safe_filename("short name.pdf") == "short name.pdf"
+
+
+@pytest.mark.parametrize("name", ["CON", "con", "NUL.txt", "nul.tar.gz", "COM1", "com9.log", "LPT9", "lpt1.PDF", "aux",
+                                  "Aux.TXT", "PRN", "CON .txt", "conin$", "CLOCK$", "COM¹.doc"])
+def test_safe_filename_neutralises_windows_device_names(name):
+    assert safe_filename(name) == "_" + name
+
+
+@pytest.mark.parametrize("name", ["CONSOLE.txt", "com10", "nullify.txt", "lpt.txt", "auxiliary", "icon.png", "my con.txt"])
+def test_safe_filename_keeps_names_that_are_not_devices(name):
+    assert safe_filename(name) == name
+
+
+@pytest.mark.parametrize("control", BIDI_CONTROLS)
+def test_safe_filename_strips_bidi_controls(control):
+    assert safe_filename(f"invoice{control}fdp.exe") == "invoicefdp.exe"     # the true extension shows
+    assert safe_filename(f"{control}report.pdf{control}") == "report.pdf"
+
+
+def test_safe_filename_strips_other_invisible_and_control_characters():
+    assert safe_filename("a\u200bb\ufeff\u00ad.txt") == "ab.txt"          # zero-width space, BOM, soft hyphen
+    assert safe_filename("x\x85y\u2028z\x9b.txt") == "x_y_z_.txt"         # C1 controls, line separator
+    assert safe_filename("tab\there.txt") == "tab_here.txt"
+    assert safe_filename("👩\u200d💻 notes.txt") == "👩\u200d💻 notes.txt"  # ZWJ spells the emoji: kept
+    assert safe_filename("\u202e\u200f") == "attachment-0.bin"
+    assert safe_filename("e\u0301.txt") == "é.txt"                        # NFC
+
+
+def test_safe_filename_takes_missing_values():
+    # pandas puts NaN into a text column that has both names and no names (calendar invites, signed mail)
+    for missing in (None, float("nan"), pd.NA, ""):
+        assert safe_filename(missing, "application/pdf", 3) == "attachment-3.pdf"
+    assert safe_filename(float("nan"), float("nan"), 2) == "attachment-2.bin"
+
+
+def test_attachment_list_has_no_nan_for_unnamed_parts(store):
+    (eid,) = save(store, named_parts_mail("named.txt", None))
+    frame = attachment_list(store, eid)
+    assert list(frame["filename"]) == ["named.txt", None]
+    assert frame["is_inline"].dtype == bool and [type(v) for v in frame["size"]] == [int, int]
+    unnamed = int(frame["part_index"].iloc[1])
+    assert 'download="attachment-' in download_link(store, eid, unnamed)
+
+
+def test_save_attachment_with_hostile_names(store, tmp_path):
+    names = ["€" * 200 + ".pdf", "NUL.txt", "invoice\u202efdp.exe", "con", "a\u2066b\u2069.txt", None]
+    (eid,) = save(store, named_parts_mail(*names))
+    index = parts(store, eid)
+    out = tmp_path / "out"
+    out.mkdir()
+    written = {name: save_attachment(store, eid, index[name], out) for name in names}
+    for i, name in enumerate(names):
+        path = written[name]
+        assert path.parent == out and path.read_bytes() == f"data-{i}".encode()
+        assert len(path.name.encode("utf-8")) <= MAX_FILENAME_BYTES
+    assert written[names[0]].name.endswith(".pdf")
+    assert written["NUL.txt"].name == "_NUL.txt" and written["con"].name == "_con"
+    assert written["invoice\u202efdp.exe"].name == "invoicefdp.exe"
+    assert written["a\u2066b\u2069.txt"].name == "ab.txt"
+    assert written[None].name == f"attachment-{index[None]}.bin"
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in written.values())   # nothing else
+
+
+@pytest.fixture
+def pdf_mail(store) -> tuple[int, int]:
+    (eid,) = save(store, hostile_mail(1, tracker=TRACKER))
+    listing = attachment_list(store, eid)
+    return eid, int(listing[~listing["is_inline"]]["part_index"].iloc[0])
+
+
+def test_save_refuses_a_dangling_link_in_the_folder(store, tmp_path, pdf_mail):
+    eid, pdf = pdf_mail
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    out.mkdir()
+    elsewhere.mkdir()
+    planted = elsewhere / "planted.pdf"
+    (out / "voucher B-4711.pdf").symlink_to(planted)          # dangling: its target does not exist
+    for overwrite in (False, True):
+        with pytest.raises(ValidationError, match="link"):
+            save_attachment(store, eid, pdf, out, overwrite=overwrite)
+        assert not planted.exists() and not os.path.lexists(planted)     # the link's target was never created
+    # the same for a link named explicitly as the file to write
+    with pytest.raises(ValidationError, match="link"):
+        save_attachment(store, eid, pdf, out / "voucher B-4711.pdf")
+    assert not planted.exists() and list(elsewhere.iterdir()) == []
+    assert sorted(p.name for p in out.iterdir()) == ["voucher B-4711.pdf"]   # no temporary file left
+    assert (out / "voucher B-4711.pdf").is_symlink()
+
+
+def test_save_refuses_a_link_to_an_existing_file(store, tmp_path, pdf_mail):
+    eid, pdf = pdf_mail
+    out = tmp_path / "out"
+    out.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"keep me")
+    link = out / "voucher B-4711.pdf"
+    link.symlink_to(victim)
+    for overwrite in (False, True):
+        with pytest.raises(ValidationError, match="link"):
+            save_attachment(store, eid, pdf, out, overwrite=overwrite)
+        with pytest.raises(ValidationError, match="link"):
+            save_attachment(store, eid, pdf, link, overwrite=overwrite)
+    assert victim.read_bytes() == b"keep me" and link.is_symlink()
+    assert sorted(p.name for p in out.iterdir()) == ["voucher B-4711.pdf"]
+
+
+def test_overwrite_replaces_the_file_atomically(store, tmp_path, pdf_mail):
+    eid, pdf = pdf_mail
+    out = tmp_path / "out"
+    out.mkdir()
+    target = out / "voucher B-4711.pdf"
+    target.write_bytes(b"old content that is longer than the new one" * 10)
+    hard = tmp_path / "hard-link-to-old"
+    os.link(target, hard)                                       # a second name of the old file
+    with pytest.raises(ValidationError, match="already exists"):
+        save_attachment(store, eid, pdf, out)
+    assert save_attachment(store, eid, pdf, out, overwrite=True) == target
+    assert target.read_bytes() == PDF_BYTES and not target.is_symlink()
+    assert hard.read_bytes().startswith(b"old content")        # a new file took the name; the old one is untouched
+    assert os.stat(target).st_ino != os.stat(hard).st_ino
+    assert sorted(p.name for p in out.iterdir()) == ["voucher B-4711.pdf"]   # the temporary file is gone
+    other = tmp_path / "other"
+    (other / "voucher B-4711.pdf").mkdir(parents=True)        # a folder where the file would go
+    with pytest.raises(ValidationError, match="is a folder"):
+        save_attachment(store, eid, pdf, other, overwrite=True)
+    assert [p.name for p in other.iterdir()] == ["voucher B-4711.pdf"]
+
+
+def test_a_linked_folder_is_used_as_given(store, tmp_path, pdf_mail):
+    """Decision: the folder is the person's choice and may be (or lie under) a link; only the file
+    itself is never written through a link."""
+    eid, pdf = pdf_mail
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "linked").symlink_to(real, target_is_directory=True)
+    written = save_attachment(store, eid, pdf, tmp_path / "linked")
+    assert written == tmp_path / "linked" / "voucher B-4711.pdf"
+    assert (real / "voucher B-4711.pdf").read_bytes() == PDF_BYTES
+
+
+def test_save_reports_plain_errors(store, tmp_path, pdf_mail):
+    eid, pdf = pdf_mail
+    with pytest.raises(ValidationError, match="choose a file or folder"):
+        save_attachment(store, eid, pdf, "  ")
+    with pytest.raises(ValidationError, match="too long"):
+        save_attachment(store, eid, pdf, tmp_path / ("€" * 100 + ".pdf"))   # 302 bytes: the caller's own name
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValidationError, match="does not exist"):
+        save_attachment(store, eid, pdf, tmp_path / "file" / "v.pdf")
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "r.duckdb" and not p.name.startswith("r.duckdb")) == ["file"]
+
+
+def test_only_the_asked_part_is_read(store, pdf_mail, tmp_path, monkeypatch):
+    """Listing never reads content; saving or a download link reads the mail's parts once."""
+    eid, pdf = pdf_mail
+    calls: list[bool] = []
+    real = store.attachments
+    monkeypatch.setattr(store, "attachments", lambda email_id, *, with_content=False: (
+        calls.append(with_content), real(email_id, with_content=with_content))[1])
+    attachment_list(store, eid)
+    assert calls == [False]
+    download_link(store, eid, pdf)
+    save_attachment(store, eid, pdf, tmp_path)
+    assert calls == [False, True, True]
+    render_email(store, save(store, make_mail(5, attachment=PDF_BYTES))[0])   # a text body reads no content
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"], msg["Message-ID"] = "a@x.example", "b@x.example", "html", "<h@x.example>"
+    msg.set_content("text")
+    msg.add_alternative('<p>no inline image, <img src="https://x.example/a.png"></p>', subtype="html")
+    msg.add_attachment(PDF_BYTES, maintype="application", subtype="pdf", filename="a.pdf")
+    out = render_email(store, save(store, bytes(msg))[0])                      # HTML without cid: reads none either
+    assert out.kind == "html" and out.blocked_images == ["https://x.example/a.png"]
+    assert calls == [False, True, True]

@@ -6,6 +6,7 @@ from email import policy
 
 import pytest
 
+from certs import make_certs
 from mailfactory import make_mail
 from vmailkit import (
     NotFoundError,
@@ -18,7 +19,7 @@ from vmailkit import (
     make_smtp_settings,
 )
 from vmailkit.reply import build_message, html_to_text, quote_text, reply_subject, smtp_password
-from vmailkit.transport.base import RemoteMessage
+from vmailkit.ingest import save_received
 
 OWN = "office@tour.example"
 
@@ -42,9 +43,7 @@ def store(tmp_path) -> Store:
 def save(store: Store, raw: bytes, account: str = "office", uid: int = 1) -> int:
     acc = store.get_account(account)
     imap = acc.protocol == "imap"
-    r = store.save_chunk(user_id=store.get_user("anna").user_id, account_id=acc.account_id, protocol=acc.protocol,
-                         folder="INBOX", uidvalidity=7 if imap else 0,
-                         messages=[RemoteMessage(key=str(uid), uid=uid if imap else None, raw=raw)])
+    r = save_received(store, "anna", acc.name, [(uid, raw)], uidvalidity=7)
     return (r.new_ids or r.present_ids)[0]
 
 
@@ -113,8 +112,7 @@ def test_smtp_settings_stored_with_the_account(store, tmp_path):
     store.update_account(make_account("office", kind="general", protocol="imap", host="imap2.tour.example",
                                       security="ssl", address=OWN, secret="env:OFFICE_PW"))
     assert store.get_account("office").smtp.host == "smtp.tour.example"
-    ca = tmp_path / "ca.pem"
-    ca.write_text("x")
+    ca = make_certs(tmp_path / "certs").ca_file
     store.set_smtp("office", make_smtp_settings(host="smtp2.tour.example", security="ssl", login="o",
                                                 secret="keyring:vmailkit/o", ca_file=str(ca)))
     row = store.query("SELECT host, port, security, login, secret_ref, ca_file FROM account_smtp").iloc[0].tolist()

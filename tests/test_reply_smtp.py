@@ -31,7 +31,7 @@ from vmailkit import (  # noqa: E402
     send_reply,
 )
 from vmailkit.cli import main  # noqa: E402
-from vmailkit.transport.base import RemoteMessage  # noqa: E402
+from vmailkit.ingest import save_received  # noqa: E402
 
 # aiosmtpd warns about AUTH without STARTTLS also for implicit TLS (SMTPS) and the deliberate plain server
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")
@@ -78,8 +78,7 @@ def use_smtp(store: Store, srv: SmtpServer, *, security: str | None = None, ca: 
 
 def save(store: Store, raw: bytes, uid: int = 1, account: str = "office") -> int:
     acc = store.get_account(account)
-    r = store.save_chunk(user_id=store.get_user("anna").user_id, account_id=acc.account_id, protocol="imap",
-                         folder="INBOX", uidvalidity=7, messages=[RemoteMessage(key=str(uid), uid=uid, raw=raw)])
+    r = save_received(store, "anna", acc.name, [(uid, raw)], uidvalidity=7)
     return (r.new_ids or r.present_ids)[0]
 
 

@@ -9,8 +9,8 @@ import pytest
 
 from mailfactory import make_mail
 from vmailkit import EmailFilter, Store, StoreLockedError, ValidationError, make_account
-from vmailkit.identity import dedup_key, fingerprint, message_id_of
-from vmailkit.transport.base import RemoteMessage
+from vmailkit.ingest import identity_key, save_received
+from vmailkit.refs import Watermark
 
 
 @pytest.fixture
@@ -25,24 +25,35 @@ def store(tmp_path) -> Store:
 
 
 def save(store: Store, account: str, msgs: list[tuple[str, bytes]], uidvalidity: int = 7):
-    acc = store.get_account(account)
-    imap = acc.protocol == "imap"
-    return store.save_chunk(
-        user_id=store.get_user("anna").user_id, account_id=acc.account_id, protocol=acc.protocol, folder="INBOX",
-        uidvalidity=uidvalidity if imap else 0,
-        messages=[RemoteMessage(key=k, uid=int(k) if imap else None, raw=raw) for k, raw in msgs],
-    )
+    return save_received(store, "anna", account, msgs, uidvalidity=uidvalidity)
 
 
 def test_identity_ignores_transport_headers_only():
     mail = make_mail(1)
-    relayed = b"Received: from a by b\r\nDelivered-To: x@y\r\nReturn-Path: <z@w>\r\n" + mail
-    assert fingerprint(mail) == fingerprint(relayed)
-    assert fingerprint(mail) == fingerprint(mail.replace(b"\r\n", b"\n"))
-    assert fingerprint(mail) != fingerprint(make_mail(1, body="other body"))
-    assert fingerprint(mail) != fingerprint(make_mail(1, subject="Other subject"))
-    assert message_id_of(b"Message-ID:  <Abc@X>\r\n\r\nbody") == "Abc@X"
-    assert dedup_key("a@b", "f") != dedup_key(None, "f")
+    relayed = b"Received: from a by b\r\n\tid 42; Mon, 2 Nov 2026\r\nDelivered-To: x@y\r\nReturn-Path: <z@w>\r\n" + mail
+    assert identity_key(mail) == identity_key(relayed)
+    assert identity_key(mail) == identity_key(mail.replace(b"\r\n", b"\n"))
+    assert identity_key(mail) == identity_key(mail.rstrip(b"\r\n"))           # POP3 adds the last line break
+    # a trace field anywhere in the header block, folded or not, with a server's spam verdict
+    head, _, body = mail.partition(b"\r\n\r\n")
+    traced = head + b"\r\nX-Spam-Status: No, score=-1.0\r\nAuthentication-Results: mx; spf=pass\r\n\r\n" + body
+    assert identity_key(traced) == identity_key(mail)
+    # every other header and the whole body take part
+    assert identity_key(mail) != identity_key(make_mail(1, body="other body"))
+    assert identity_key(mail) != identity_key(make_mail(1, subject="Other subject"))
+    assert identity_key(mail) != identity_key(mail.replace(b"\r\n\r\n", b"\r\nX-Mailer: other\r\n\r\n", 1))
+    assert identity_key(mail) != identity_key(mail + b"one more line\r\n")
+
+
+def test_identity_never_merges_different_mails_without_the_usual_headers():
+    # mails without an empty line, without Date/From/Message-ID, sharing only a Subject or a Message-ID
+    no_blank = [b"Subject: hello\r\nfirst mail", b"Subject: hello\r\nsecond mail"]
+    headerless = [b"just some text\r\n", b"other text\r\n"]
+    same_subject = [b"Subject: Booking 701\r\n\r\nconfirmed\r\n", b"Subject: Booking 701\r\n\r\ncancelled\r\n"]
+    same_id = [b"Message-ID: <1@x>\r\n\r\nA\r\n", b"Message-ID: <1@x>\r\n\r\nB\r\n"]
+    header_only = [b"Subject: a\r\n", b"Subject: b\r\n"]
+    for a, b in (no_blank, headerless, same_subject, same_id, header_only):
+        assert identity_key(a) != identity_key(b), (a, b)
 
 
 def test_chunk_dedup_locations_and_copies(store):
@@ -65,10 +76,13 @@ def test_chunk_dedup_locations_and_copies(store):
     assert len(store.locations()) == 4 and store.count_emails() == 2
     # watermark: biggest UID for IMAP, UIDL set for POP3
     anna = store.get_user("anna").user_id
-    assert store.watermark(anna, store.get_account("office").account_id, "INBOX") == (7, 3)
-    assert store.downloaded_uidls(anna, store.get_account("pop").account_id) == {"uidl-a"}
+    office = store.watermark(anna, store.get_account("office").account_id, "INBOX")
+    assert (office.uidvalidity, office.last_uid) == (7, 3)
+    assert store.watermark(anna, store.get_account("pop").account_id, "INBOX").uidls == {"uidl-a"}
     save(store, "office", [("1", make_mail(5))], uidvalidity=8)
-    assert store.watermark(anna, store.get_account("office").account_id, "INBOX") == (8, 1)
+    office = store.watermark(anna, store.get_account("office").account_id, "INBOX")
+    assert (office.uidvalidity, office.last_uid) == (8, 1)
+    assert store.watermark(anna, 999, "INBOX") == Watermark.empty()
 
 
 def test_unparseable_message_is_stored_with_raw_bytes(store):

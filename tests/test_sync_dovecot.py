@@ -8,6 +8,7 @@ import pytest
 from helpers import add_account, server_bytes_imap, server_bytes_pop3, server_flags_imap, sha
 from mailfactory import make_mail
 from vmailkit import Store, check, download
+from vmailkit.refs import MessageRef, Watermark
 
 pytestmark = pytest.mark.dovecot
 
@@ -152,11 +153,13 @@ def test_picked_messages_only_and_watermark_is_biggest_uid(store, dovecot, mailu
     assert list(store.query("SELECT subject FROM emails")["subject"]) == ["Booking 702 rooming list"]
     # like the reference product: the biggest downloaded UID is the watermark
     assert list(check(store, "anna", passwords=p).messages["subject"]) == ["Booking 704 rooming list", "Booking 703 rooming list"]
-    # picks as ACCOUNT:UID strings, unknown UIDs are counted as failed
-    uid = listed[listed["subject"] == "Booking 704 rooming list"]["uid"].iloc[0]
-    summary = download(store, "anna", picks=[f"office:{uid}", "office:99999"], passwords=p)
+    # picks as text references; a UID that is not on the server is that pick's failure, said plainly
+    ref = listed[listed["subject"] == "Booking 704 rooming list"]["ref"].iloc[0]
+    gone = MessageRef("office", "INBOX", ref.uidvalidity, uid=99999)
+    summary = download(store, "anna", picks=[ref.to_text(), gone.to_text()], passwords=p)
     (entry,) = summary.accounts
-    assert (entry.downloaded, entry.failed) == (1, 1)
+    assert (entry.downloaded, entry.failed) == (1, 1) and not summary.ok
+    assert [f.ref for f in entry.failures] == [gone] and "no longer on the server" in entry.failures[0].reason
 
 
 def test_user_watermark_is_per_user(store, dovecot, mailuser):
@@ -205,7 +208,11 @@ def test_pop3_uidl_incremental(store, dovecot, mailuser):
     dovecot.deliver(mailuser.name, make_mail(3))
     new = check(store, "anna", passwords=p).messages
     assert list(new["subject"]) == ["Booking 703 rooming list"]
-    assert len(new["uid"].iloc[0]) > 0 and not new["uid"].iloc[0].isdigit() or True
+    # a POP3 message is named by its UIDL: the one the server gives for that message, carried in its reference
+    ref = new["ref"].iloc[0]
+    server = server_bytes_pop3(dovecot, mailuser)
+    assert ref.uid is None and new["uid"].iloc[0] == ref.uidl and ref.uidl in server
+    assert b"Booking 703" in server[ref.uidl]
     assert len(check(store, "anna", from_beginning=True, passwords=p).messages) == 3
     assert download(store, "anna", all_new=True, passwords=p).total("downloaded") == 1
     # POP3 never deletes: all three are still on the server
@@ -392,10 +399,14 @@ def test_pop3_pipelined_listing_keeps_order(store, dovecot, mailuser):
     with connect(acc, {"pop": mailuser.password}) as session:
         assert session._pipelining  # Dovecot announces PIPELINING: TOP/RETR go out in windows
         uidls = session.uidls()
-        headers = list(session.headers(uidls))
+        refs = session.new_refs(Watermark.empty())
+        assert [r.uidl for r in refs] == uidls
+        headers = list(session.headers(refs))
         assert [h.key for h in headers] == uidls
         subjects = [h.header.split(b"Subject: ")[1].split(b"\r\n")[0] for h in headers]
         assert subjects == [f"Booking {700 + n} rooming list".encode() for n in range(1, 76)]
-        fetched = [m for chunk in session.fetch(list(reversed(uidls))) for m in chunk]
+        chunks = list(session.fetch(list(reversed(refs))))
+        fetched = [m for chunk in chunks for m in chunk.messages]
+        assert not any(c.failures or c.interrupted for c in chunks)
         assert [m.key for m in fetched] == list(reversed(uidls))
         assert all(m.raw.startswith(b"From: Hotel Sol") for m in fetched)

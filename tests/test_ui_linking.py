@@ -6,7 +6,7 @@ import pytest
 
 from mailfactory import make_mail
 from vmailkit import Store, make_account
-from vmailkit.transport.base import RemoteMessage
+from vmailkit.ingest import save_received
 
 pytest.importorskip("vmailkit.links")
 from vmailkit.crm import load_crm  # noqa: E402
@@ -35,9 +35,7 @@ def store(tmp_path) -> Store:
 
 def save(store: Store, raws: list[bytes]) -> list[int]:
     acc = store.get_account("office")
-    res = store.save_chunk(user_id=store.get_user("anna").user_id, account_id=acc.account_id, protocol="imap",
-                           folder="INBOX", uidvalidity=1,
-                           messages=[RemoteMessage(key=str(i + 1), uid=i + 1, raw=r) for i, r in enumerate(raws)])
+    res = save_received(store, "anna", acc.name, [(i + 1, r) for i, r in enumerate(raws)])
     ids = [res.by_key[str(i + 1)] for i in range(len(raws))]
     match_new(store, ids)
     return ids

@@ -12,7 +12,7 @@ pytest.importorskip("vmailkit.reply")
 from mailfactory import make_mail  # noqa: E402
 from smtpserver import SmtpServer  # noqa: E402
 from vmailkit import Store, make_account, make_smtp_settings  # noqa: E402
-from vmailkit.transport.base import RemoteMessage  # noqa: E402
+from vmailkit.ingest import save_received  # noqa: E402
 from vmailkit.ui import MailListPanel, MailReaderPanel, PasswordBook, ReplyPanel  # noqa: E402
 
 OWN = "office@tour.example"
@@ -40,8 +40,7 @@ def store(tmp_path, smtp) -> Store:
 def test_reply_all_from_the_reader(store, smtp, tmp_path):
     acc = store.get_account("office")
     raw = make_mail(1, to=f"Office <{OWN}>, Ana <ana@x.example>", extra_headers="Cc: Bo <bo@y.example>")
-    res = store.save_chunk(user_id=store.get_user("anna").user_id, account_id=acc.account_id, protocol="imap",
-                           folder="INBOX", uidvalidity=1, messages=[RemoteMessage(key="1", uid=1, raw=raw)])
+    res = save_received(store, "anna", acc.name, [(1, raw)])
     original = res.new_ids[0]
 
     passwords = PasswordBook()

@@ -23,6 +23,7 @@ from .crm import CrmLoadError, LoadResult, load_crm
 from .errors import (
     AuthError,
     Cancelled,
+    ConnectionLost,
     HostError,
     MailServerError,
     MailTimeout,
@@ -41,12 +42,14 @@ from .links import link, link_candidates, related, search, unlink
 from .match import MatchResult, match_all, match_emails, match_new, match_unlinked
 from .reply import Draft, OutgoingAttachment, compose_reply, send_reply
 from .store import EmailFilter, Store
-from .sync import AccountDownload, AccountStatus, CheckResult, DownloadSummary, check, download, test_account
+from .refs import MessageRef, Watermark
+from .sync import AccountDownload, AccountStatus, CheckResult, DownloadSummary, PickFailure, check, download, test_account
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Account", "AccountDownload", "AccountStatus", "AuthError", "Cancelled", "CheckResult", "DownloadSummary",
+    "Account", "AccountDownload", "AccountStatus", "AuthError", "Cancelled", "CheckResult", "ConnectionLost",
+    "DownloadSummary", "MessageRef", "PickFailure", "Watermark",
     "EmailFilter", "HostError", "MailServerError", "MailTimeout", "NotFoundError", "ProtocolError", "SecretError",
     "StartTLSNotOffered", "Store", "StoreError", "StoreLockedError", "TLSFailure", "User", "ValidationError",
     "VmailkitError", "check", "default_port", "download", "make_account", "test_account",

@@ -7,6 +7,8 @@ An :class:`Account` is a mailbox vmailkit reads: ``general`` (shared by the offi
 from __future__ import annotations
 
 import re
+import ssl
+import unicodedata
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -31,6 +33,78 @@ DEFAULT_PORTS: dict[tuple[str, str], int] = {
 SMTP_DEFAULT_PORTS: dict[str, int] = {"ssl": 465, "starttls": 587, "plain": 25}
 
 _NAME_RE = re.compile(r"^[^\s:][^:]*$")
+
+#: Unicode categories refused in names, hosts, logins and addresses: control characters (newline,
+#: tab, NUL, DEL, C1), invisible format characters (zero-width, bidi overrides, BOM), lone
+#: surrogates (undecodable bytes on the command line) and the line/paragraph separators.
+_FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+#: Plain names of the control characters most often typed or pasted by mistake.
+_CHAR_NAMES = {"\n": "a line break", "\r": "a carriage return", "\t": "a tab", "\x00": "a NUL byte",
+               "\ufeff": "a byte order mark", "\u200b": "a zero-width space"}
+
+#: How much of a CA file is read to say in plain words why it is not a certificate file.
+_CA_PEEK_BYTES = 64 * 1024
+
+
+def check_no_control_characters(value: str, field: str, *, echo: bool = True) -> str:
+    """Return ``value`` unchanged when it holds no control or invisible characters.
+
+    Refused: control characters (newline, carriage return, tab, NUL, DEL, C1 controls), invisible
+    format characters (zero-width space, bidi overrides, byte order mark), lone surrogates and the
+    Unicode line/paragraph separators. Raises :class:`ValidationError` naming ``field`` and the
+    first such character by its code point; the value itself is quoted only when ``echo`` is true
+    (pass ``echo=False`` for anything that may be a password typed by mistake).
+    """
+    for position, char in enumerate(value, start=1):
+        if unicodedata.category(char) in _FORBIDDEN_CATEGORIES:
+            shown = f"{value!r} " if echo else ""
+            raise ValidationError(
+                field, f"{shown}may not contain a control or invisible character"
+                       f" (found {_CHAR_NAMES.get(char, 'one')}, U+{ord(char):04X}, at position {position})"
+            )
+    return value
+
+
+def validate_account_name(name: str | None) -> str:
+    """Return the account name trimmed, or raise :class:`ValidationError` (field ``name``).
+
+    An account name may not be empty, start with a space, contain ``:`` (it separates the account
+    from the UID in ``--pick ACCOUNT:UID``) or contain control/invisible characters.
+    """
+    name = (name or "").strip()
+    if not name:
+        raise ValidationError("name", "an account needs a name")
+    check_no_control_characters(name, "name")
+    if not _NAME_RE.match(name):
+        raise ValidationError("name", f"{name!r} may not start with a space or contain ':'")
+    return name
+
+
+def validate_user_name(name: str | None) -> str:
+    """Return the user name trimmed, or raise :class:`ValidationError` (field ``name``).
+
+    A user name may not be empty or contain control/invisible characters (a newline, a tab, ...).
+    """
+    name = (name or "").strip()
+    if not name:
+        raise ValidationError("name", "a user needs a name")
+    return check_no_control_characters(name, "name")
+
+
+def validate_host(host: str | None, field: str = "host") -> str:
+    """Return the mail server's host name (or IP address) trimmed, or raise :class:`ValidationError`.
+
+    Refused, naming ``field``: an empty host, and a host containing a space or any other white
+    space or control/invisible character. Used for IMAP/POP3 and SMTP hosts alike.
+    """
+    host = (host or "").strip()
+    if not host:
+        raise ValidationError(field, "the host may not be empty")
+    check_no_control_characters(host, field)
+    if any(c.isspace() for c in host):
+        raise ValidationError(field, f"{host!r} is not a host name: it contains a space")
+    return host
 
 
 def default_port(protocol: str, security: str) -> int:
@@ -123,35 +197,33 @@ def make_account(
 ) -> Account:
     """Validate the settings and return an :class:`Account` with defaults filled in.
 
-    Raises :class:`ValidationError` naming the first invalid field: empty name or host, unknown
-    kind/protocol/security, a port outside 1..65535, a personal account without owner (or a general
-    one with an owner), an address without ``@``, a CA file that does not exist.
+    Raises :class:`ValidationError` naming the first invalid field: an empty name or host, a name,
+    host, address, login, owner, folder or secret reference holding a control or invisible character
+    (a newline, a tab, ...), a host with a space, an unknown kind/protocol/security, a port outside
+    1..65535, a personal account without owner (or a general one with an owner), an address without
+    ``@``, a CA file that does not exist or holds no PEM certificate (see :func:`validate_ca_file`).
     """
-    name = (name or "").strip()
-    if not name:
-        raise ValidationError("name", "an account needs a name")
-    if not _NAME_RE.match(name):
-        raise ValidationError("name", f"{name!r} may not start with a space or contain ':'")
+    name = validate_account_name(name)
     kind = (kind or "").strip().lower()
     if kind not in KINDS:
         raise ValidationError("kind", f"unknown kind {kind!r}; use general or personal")
     protocol = (protocol or "").strip().lower()
     security = (security or "").strip().lower()
     std_port = default_port(protocol, security)
-    host = (host or "").strip()
-    if not host:
-        raise ValidationError("host", "the host may not be empty")
+    host = validate_host(host)
     port = _valid_port(port, std_port)
-    address = (address or "").strip()
+    address = check_no_control_characters((address or "").strip(), "address")
     if "@" not in address:
         raise ValidationError("address", f"{address!r} is not an e-mail address")
-    owner = (owner or "").strip() or None
+    login = check_no_control_characters((login or "").strip(), "login") or address
+    secret_ref = check_no_control_characters((secret or "").strip(), "secret", echo=False)
+    owner = check_no_control_characters((owner or "").strip(), "owner") or None
     if kind == "personal" and owner is None:
         raise ValidationError("owner", "a personal account needs an owner (a user name)")
     if kind == "general" and owner is not None:
         raise ValidationError("owner", "a general account has no owner")
-    ca_file = _valid_ca_file(ca_file)
-    folder = (folder or "INBOX").strip() or "INBOX"
+    ca_file = validate_ca_file(ca_file)
+    folder = check_no_control_characters((folder or "INBOX").strip(), "folder") or "INBOX"
     if protocol == "pop3" and folder.upper() != "INBOX":
         raise ValidationError("folder", "POP3 has only the INBOX")
     return Account(
@@ -162,8 +234,8 @@ def make_account(
         port=port,
         security=security,
         address=address,
-        login=(login or "").strip() or address,
-        secret_ref=(secret or "").strip(),
+        login=login,
+        secret_ref=secret_ref,
         owner=owner,
         ca_file=ca_file or None,
         folder=folder,
@@ -183,13 +255,49 @@ def _valid_port(port: object, default: int) -> int:
     return value
 
 
-def _valid_ca_file(ca_file: str | None) -> str | None:
-    """The absolute path of an existing CA file, or None; raises :class:`ValidationError`."""
+def _existing_file(ca_file: str | None, field: str = "ca_file") -> str | None:
+    """The absolute path of an existing file, or None when not given; raises :class:`ValidationError`."""
     if not ca_file:
         return None
     if not Path(ca_file).is_file():
-        raise ValidationError("ca_file", f"{ca_file} does not exist")
+        raise ValidationError(field, f"{ca_file} does not exist")
     return str(Path(ca_file).resolve())
+
+
+def validate_ca_file(ca_file: str | None, field: str = "ca_file") -> str | None:
+    """Return the absolute path of a CA file holding at least one PEM certificate, or None if not given.
+
+    The file is loaded as the connection will load it (``load_verify_locations``), so a bad file is
+    refused when the account is added rather than at its first connection. Raises
+    :class:`ValidationError` naming ``field`` for a file that does not exist or cannot be read, an
+    empty file, a private key without a certificate, or any other file with no PEM certificate in it
+    (plain text, a DER file, a certificate revocation list only).
+    """
+    path = _existing_file(ca_file, field)
+    if path is None:
+        return None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # no system CAs: count only what the file holds
+    try:
+        context.load_verify_locations(cafile=path)
+        loaded = context.cert_store_stats().get("x509", 0)
+    except ssl.SSLError:
+        loaded = 0
+    except OSError as exc:
+        raise ValidationError(field, f"{ca_file} cannot be read: {exc.strerror or exc}") from None
+    if loaded:
+        return path
+    try:
+        with open(path, "rb") as fh:
+            start = fh.read(_CA_PEEK_BYTES)
+    except OSError as exc:
+        raise ValidationError(field, f"{ca_file} cannot be read: {exc.strerror or exc}") from None
+    if not start.strip():
+        why = "the file is empty"
+    elif b"PRIVATE KEY-----" in start and b"-----BEGIN CERTIFICATE-----" not in start:
+        why = "it holds a private key, not a certificate"
+    else:
+        why = "it holds no certificate in PEM form (a block starting -----BEGIN CERTIFICATE-----)"
+    raise ValidationError(field, f"{ca_file} is not a CA certificate file: {why}")
 
 
 def make_smtp_settings(
@@ -205,21 +313,20 @@ def make_smtp_settings(
 
     ``port`` defaults to 465 (``ssl``), 587 (``starttls``) or 25 (``plain``); ``secret`` is a secret
     reference (empty means ``prompt:``). The caller passes the account's login when the user gave
-    none. Raises :class:`ValidationError` naming the first invalid field: an empty host, an unknown
-    security, a port outside 1..65535, an empty login, a secret that is not a reference (the value
-    is never echoed), a CA file that does not exist.
+    none. Raises :class:`ValidationError` naming the first invalid field: an empty host or one with a
+    space, a host or login holding a control or invisible character (a newline, a tab, ...), an
+    unknown security, a port outside 1..65535, an empty login, a secret that is not a reference (the
+    value is never echoed), a CA file that does not exist.
     """
-    host = (host or "").strip()
-    if not host or any(c.isspace() for c in host):
-        raise ValidationError("host", f"{host!r} is not a host name")
+    host = validate_host(host)
     security = (security or "").strip().lower()
     if security not in SECURITIES:
         raise ValidationError("security", f"unknown security {security!r}; use one of {', '.join(SECURITIES)}")
     port = _valid_port(port, SMTP_DEFAULT_PORTS[security])
-    login = (login or "").strip()
+    login = check_no_control_characters((login or "").strip(), "login")
     if not login:
         raise ValidationError("login", "the SMTP login may not be empty")
-    secret_ref = check_reference(secret)
-    ca_file = _valid_ca_file(ca_file)
+    secret_ref = check_reference(check_no_control_characters((secret or "").strip(), "secret", echo=False))
+    ca_file = validate_ca_file(ca_file)
     return SmtpSettings(host=host, port=port, security=security, login=login, secret_ref=secret_ref,
                         ca_file=ca_file or None)

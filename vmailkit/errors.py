@@ -37,10 +37,13 @@ class StoreLockedError(StoreError):
 class MailServerError(VmailkitError):
     """Talking to a mail server failed; ``reason`` is a plain-words category.
 
-    Reasons: ``host``, ``tls``, ``auth``, ``protocol``, ``timeout``, ``starttls``, ``send``.
+    Reasons: ``host``, ``tls``, ``auth``, ``protocol``, ``timeout``, ``starttls``, ``send``,
+    ``connection``, ``signin``. ``retryable`` is True for failures that a new connection may cure
+    (a lost connection, a timeout, a host that cannot be reached now).
     """
 
     reason = "protocol"
+    retryable = False
 
     def __init__(self, account: str, message: str) -> None:
         self.account = account
@@ -51,6 +54,7 @@ class HostError(MailServerError):
     """Host not found, refused or unreachable."""
 
     reason = "host"
+    retryable = True
 
 
 class TLSFailure(MailServerError):
@@ -81,6 +85,14 @@ class MailTimeout(MailServerError):
     """The server did not answer in time."""
 
     reason = "timeout"
+    retryable = True
+
+
+class ConnectionLost(MailServerError):
+    """The connection ended while a command was under way (not a rejection by the server)."""
+
+    reason = "connection"
+    retryable = True
 
 
 class SendError(MailServerError):

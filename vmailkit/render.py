@@ -17,15 +17,23 @@ notebook, in three layers:
    except, when asked, images. Even markup the sanitiser let through cannot run code or fetch
    anything.
 
-Plain-text bodies are escaped and shown in ``<pre>``. Attachments are listed, saved to a file
-(:func:`save_attachment`) or offered as a browser download link (:func:`download_link`).
+Plain-text bodies are escaped and shown in ``<pre>``. Attachments are listed without their content
+(:func:`attachment_list`); one part's content is read only to save it to a file
+(:func:`save_attachment`) or to offer it as a browser download link (:func:`download_link`). File
+names from a mail are made safe by :func:`safe_filename`, and saving never writes through a
+symbolic link.
 """
 from __future__ import annotations
 
 import base64
+import errno
 import html as _html
 import mimetypes
+import os
 import re
+import secrets
+import stat
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -41,6 +49,7 @@ __all__ = [
     "BLOCKED_IMAGE",
     "RenderedBody",
     "attachment_list",
+    "display_text",
     "download_link",
     "frame_html",
     "headers_html",
@@ -73,6 +82,11 @@ MISSING_IMAGE = "data:image/svg+xml;base64," + base64.b64encode(
 MAX_DOWNLOAD_LINK = 20 * 1024 * 1024
 #: Biggest total of inline images turned into ``data:`` URIs for one mail.
 MAX_INLINE_TOTAL = 25 * 1024 * 1024
+#: Longest file name :func:`safe_filename` makes, in UTF-8 bytes. File systems allow 255 bytes; the
+#: margin leaves room for a person's " (2)" or a tool's suffix.
+MAX_FILENAME_BYTES = 200
+#: Longest ending kept as the extension when a name is cut (".pdf", ".docx", ".tar.gz" keeps ".gz").
+_MAX_EXTENSION_BYTES = 16
 
 _TAGS = (set(nh3.ALLOWED_TAGS) | {"font", "tfoot"}) - {"area", "map"}
 _ATTRIBUTES: dict[str, set[str]] = {k: set(v) for k, v in nh3.ALLOWED_ATTRIBUTES.items()}
@@ -141,11 +155,11 @@ def inline_images(attachments: pd.DataFrame | None, *, max_total: int = MAX_INLI
         return found
     total = 0
     for row in attachments.itertuples(index=False):
-        cid = getattr(row, "content_id", None)
-        ctype = (getattr(row, "content_type", "") or "").lower()
-        if not isinstance(cid, str) or not cid.strip() or not ctype.startswith("image/") or "svg" in ctype:
+        cid = _text(getattr(row, "content_id", None))
+        ctype = (_text(getattr(row, "content_type", None)) or "").lower()
+        if not cid or not cid.strip() or not ctype.startswith("image/") or "svg" in ctype:
             continue
-        content = bytes(row.content) if row.content is not None else b""
+        content = _bytes(row.content)
         total += len(content)
         if total > max_total:
             break
@@ -244,11 +258,23 @@ def render_body(
     return RenderedBody(html='<p class="vmk-empty-body"><i>(this mail has no text)</i></p>', kind="empty")
 
 
-def render_email(store: Any, email_id: int, *, allow_remote_images: bool = False, prefer: str = "html") -> RenderedBody:
-    """Render the body of a stored mail (:meth:`Store.get_email` and its inline attachments)."""
-    mail = store.get_email(email_id)
+_CID_REFERENCE = re.compile(r"cid:", re.I)
+
+
+def render_email(store: Any, email_id: int, *, allow_remote_images: bool = False, prefer: str = "html",
+                 mail: Mapping[str, Any] | None = None) -> RenderedBody:
+    """Render the body of a stored mail (:meth:`Store.get_email` and its inline attachments).
+
+    ``mail`` is the mail as :meth:`Store.get_email` returned it, when the caller has it already (it
+    is then not read again). The attachments' content is read only when the HTML body refers to a
+    ``cid:`` image, so a mail with many parts costs no more than its own size. Raises
+    :class:`NotFoundError` for an unknown mail.
+    """
+    if mail is None:
+        mail = store.get_email(email_id)
     atts = None
-    if mail.get("body_html"):
+    body_html = mail.get("body_html")
+    if body_html and (prefer == "html" or not (mail.get("body_text") or "").strip()) and _CID_REFERENCE.search(body_html):
         atts = store.attachments(email_id, with_content=True)
     return render_body(mail.get("body_html"), mail.get("body_text"), atts,
                        allow_remote_images=allow_remote_images, prefer=prefer)
@@ -317,67 +343,318 @@ def headers_html(mail: Mapping[str, Any], *, accounts: str | None = None) -> str
     return f'<table class="vmk-headers">{cells}</table>'
 
 
+def _text(value: Any) -> str | None:
+    """``value`` as text, or None when it is missing (None, NaN, NA: pandas puts NaN into a text
+    column that has both names and no names)."""
+    if value is None or isinstance(value, str):
+        return value
+    try:
+        if pd.isna(value):
+            return None
+    except (TypeError, ValueError):
+        pass
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).decode("utf-8", "replace")
+    return str(value)
+
+
+def _bytes(value: Any) -> bytes:
+    """A content cell as bytes (b"" when missing)."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    return b""
+
+
+def _int(value: Any, default: int = 0) -> int:
+    try:
+        return default if value is None or pd.isna(value) else int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def _flag(value: Any) -> bool:
+    """A boolean cell (False when missing)."""
+    try:
+        return False if value is None or pd.isna(value) else bool(value)
+    except (TypeError, ValueError):
+        return bool(value)
+
+
 def attachment_list(store: Any, email_id: int, *, include_inline: bool = True) -> pd.DataFrame:
-    """The attachments of a mail without their content (part_index, filename, content_type, size, ...)."""
+    """The attachments of a mail without their content, in part order, from one store query.
+
+    Columns: ``part_index`` (int), ``filename``, ``content_type``, ``content_id`` (text or None, never
+    NaN), ``size`` (int, 0 when unknown), ``is_inline`` (bool), ``sha256`` and ``email_id``. With
+    ``include_inline=False`` the parts shown inside the body are left out. Reading it costs time in
+    proportion to the number of parts, never to their content.
+    """
     frame = store.attachments(email_id)
-    if not include_inline and not frame.empty:
-        frame = frame[~frame["is_inline"]].reset_index(drop=True)
-    return frame
+    if frame.empty:
+        return frame.reset_index(drop=True)
+    frame = frame.copy()
+    for col in ("filename", "content_type", "content_id", "sha256"):
+        if col in frame:       # object columns: a string column would turn None back into NaN
+            frame[col] = pd.Series([_text(v) for v in frame[col]], index=frame.index, dtype=object)
+    if "size" in frame:
+        frame["size"] = pd.Series([_int(v) for v in frame["size"]], index=frame.index, dtype="int64")
+    if "is_inline" in frame:
+        frame["is_inline"] = pd.Series([_flag(v) for v in frame["is_inline"]], index=frame.index, dtype=bool)
+    if not include_inline:
+        frame = frame[~frame["is_inline"]]
+    return frame.reset_index(drop=True)
 
 
-_UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f/\\:*?\"<>|]+")
+#: Characters kept although they are invisible formatting (Cf): zero-width non-joiner and joiner
+#: belong to the spelling of Persian, Indic and emoji names. Every other Cf character is dropped:
+#: the bidirectional controls U+202A–U+202E, U+2066–U+2069, U+200E, U+200F, U+061C (which make
+#: "invoice\u202efdp.exe" look like "invoiceexe.pdf"), zero-width spaces, soft hyphens, BOMs.
+_KEEP_FORMAT = frozenset("\u200c\u200d")
+#: Control characters, lone surrogates, line/paragraph separators and what Windows forbids.
+_UNSAFE_NAME = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\u2028\u2029/\\\\:*?\"<>|]+")
+_EDGES = re.compile(r"^[\s.]+|[\s.]+$")
+_EXTENSION = re.compile(r"\.[^\s.]+")
+#: Names Windows opens as devices whatever the extension ("nul.txt" is the null device).
+_WINDOWS_DEVICES = frozenset(
+    {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$", "CLOCK$"}
+    | {f"{port}{digit}" for port in ("COM", "LPT") for digit in "0123456789\u00b9\u00b2\u00b3"}
+)
 
 
-def safe_filename(filename: str | None, content_type: str | None = None, part_index: int = 0) -> str:
-    """A file name that is safe to create: no directories, no control characters, never empty."""
-    base = re.split(r"[/\\]", (filename or "").strip())[-1]     # never a directory part
-    name = _UNSAFE_NAME.sub("_", base).strip(" .")
+def display_text(value: Any) -> str:
+    """Text from a mail made safe to *show*: "" for a missing value, invisible formatting characters
+    (bidirectional overrides and the like) removed, control characters replaced by spaces.
+    The result still has to be HTML-escaped."""
+    text = _text(value) or ""
+    text = "".join(ch for ch in text if ch in _KEEP_FORMAT or unicodedata.category(ch) != "Cf")
+    return re.sub("[\x00-\x1f\x7f-\x9f\ud800-\udfff\u2028\u2029]+", " ", text)
+
+
+def _cut_utf8(text: str, max_bytes: int) -> str:
+    """The longest start of ``text`` that fits in ``max_bytes`` UTF-8 bytes (never half a character)."""
+    return text.encode("utf-8")[:max(max_bytes, 0)].decode("utf-8", "ignore")
+
+
+def safe_filename(filename: Any, content_type: Any = None, part_index: int = 0) -> str:
+    """A file name that is safe to create on Linux, macOS and Windows; never empty, never raises.
+
+    * Only the last path component is kept (``../../x.pdf`` and ``C:\\x\\y.doc`` lose their folders).
+    * Bidirectional controls and other invisible formatting characters (Unicode category Cf except
+      the zero-width joiner and non-joiner) are removed; control characters, lone surrogates and
+      ``/ \\ : * ? " < > |`` become ``_``; leading and trailing spaces and dots are dropped; the
+      name is NFC-normalised.
+    * Windows device names (CON, PRN, AUX, NUL, COM0–9, LPT0–9, CONIN$, CONOUT$, CLOCK$, in any case,
+      with or without an extension) get a ``_`` in front: ``nul.txt`` becomes ``_nul.txt``.
+    * The name is at most :data:`MAX_FILENAME_BYTES` bytes in UTF-8, cut at a character boundary and
+      keeping its extension (when the extension is at most 16 bytes).
+    * A missing (None, NaN) or empty name becomes ``attachment-<part_index><extension>``, the
+      extension guessed from ``content_type`` (``.bin`` when unknown).
+    """
+    text = unicodedata.normalize("NFC", _text(filename) or "")
+    text = "".join(ch for ch in text if ch in _KEEP_FORMAT or unicodedata.category(ch) != "Cf")
+    base = re.split(r"[/\\]", text)[-1]                   # never a directory part
+    name = _EDGES.sub("", _UNSAFE_NAME.sub("_", base))
     if not name:
-        ext = mimetypes.guess_extension((content_type or "").split(";")[0].strip()) or ".bin"
-        name = f"attachment-{part_index}{ext}"
-    return name[:200]
+        ctype = (_text(content_type) or "").split(";")[0].strip().lower()
+        ext = mimetypes.guess_extension(ctype) if ctype else None
+        name = f"attachment-{_int(part_index)}{ext or '.bin'}"
+    if name.split(".")[0].rstrip(" ").upper() in _WINDOWS_DEVICES:
+        name = "_" + name
+    if len(name.encode("utf-8")) > MAX_FILENAME_BYTES:
+        stem, dot, ext = name.rpartition(".")
+        ext = dot + ext
+        if not stem or not _EXTENSION.fullmatch(ext) or len(ext.encode("utf-8")) > _MAX_EXTENSION_BYTES:
+            stem, ext = name, ""
+        stem = _EDGES.sub("", _cut_utf8(stem, MAX_FILENAME_BYTES - len(ext.encode("utf-8")))) or "attachment"
+        name = stem + ext
+    return name
 
 
-def _attachment_row(store: Any, email_id: int, part_index: int) -> Any:
+def _attachment_part(store: Any, email_id: int, part_index: int) -> tuple[dict[str, Any], bytes]:
+    """One part's listing fields (text values None, never NaN) and its decoded content.
+
+    Reads the mail's parts with content once; raises :class:`NotFoundError` when there is no such part.
+    """
     frame = store.attachments(email_id, with_content=True)
     match = frame[frame["part_index"] == int(part_index)] if not frame.empty else frame
     if match.empty:
-        raise NotFoundError(f"mail {email_id} has no attachment number {part_index}")
-    return match.iloc[0]
+        raise NotFoundError(f"this mail has no attachment number {part_index}")
+    row = match.iloc[0]
+    info = {
+        "part_index": _int(row["part_index"]), "filename": _text(row.get("filename")),
+        "content_type": _text(row.get("content_type")), "content_id": _text(row.get("content_id")),
+    }
+    return info, _bytes(row.get("content"))
+
+
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_O_BINARY = getattr(os, "O_BINARY", 0)
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW | _O_CLOEXEC | _O_BINARY
+_DIR_FD = bool(_O_DIRECTORY) and os.open in os.supports_dir_fd and os.rename in os.supports_dir_fd
+
+
+class _Folder:
+    """A folder opened once: every later step names files relative to it (``openat``/``renameat``),
+    so replacing the folder on disk after the checks cannot redirect the write."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd: int | None = None
+        if _DIR_FD:
+            self.fd = os.open(path, os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC)
+        elif not path.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, "not a folder", str(path))
+
+    def __enter__(self) -> "_Folder":
+        return self
+
+    def __exit__(self, *_exc: Any) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+
+    def _name(self, name: str) -> str:
+        return name if self.fd is not None else str(self.path / name)
+
+    def lstat(self, name: str) -> os.stat_result | None:
+        """The entry ``name`` itself (a link is not followed), or None when there is none."""
+        try:
+            return os.stat(self._name(name), dir_fd=self.fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+
+    def create(self, name: str) -> int:
+        """Create ``name`` and open it for writing; never follows a link, never opens an existing entry."""
+        return os.open(self._name(name), _NEW_FILE, 0o666, dir_fd=self.fd)
+
+    def unlink(self, name: str) -> None:
+        try:
+            os.unlink(self._name(name), dir_fd=self.fd)
+        except OSError:
+            pass
+
+    def replace(self, src: str, dst: str) -> None:
+        os.replace(self._name(src), self._name(dst), src_dir_fd=self.fd, dst_dir_fd=self.fd)
+
+
+def _write_fd(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to ``fd`` and close it."""
+    with os.fdopen(fd, "wb", closefd=True) as out:
+        out.write(data)
+
+
+def _write_file(folder: Path, name: str, data: bytes, *, overwrite: bool) -> None:
+    """Write ``data`` as ``folder/name`` without ever following a link at ``name`` (see :func:`save_attachment`)."""
+    target = folder / name
+    with _Folder(folder) as where:
+        existing = where.lstat(name)
+        if existing is not None and stat.S_ISLNK(existing.st_mode):
+            raise ValidationError("path", f"{target} is a link to another place; files are never written "
+                                          "through links: choose another name or folder")
+        if existing is not None and not overwrite:
+            raise ValidationError("path", f"{target} already exists; choose another name or allow overwriting")
+        if existing is not None and stat.S_ISDIR(existing.st_mode):
+            raise ValidationError("path", f"{target} is a folder; choose a file name")
+        if existing is None:
+            try:
+                fd = where.create(name)
+            except FileExistsError:        # appeared since the check (a planted link, too): never opened
+                raise ValidationError("path", f"{target} already exists; choose another name or allow overwriting") from None
+            try:
+                _write_fd(fd, data)
+            except BaseException:
+                where.unlink(name)
+                raise
+            return
+        # overwrite: write a new file next to it, then swap it in (rename replaces the entry itself)
+        for _attempt in range(20):
+            temp = f".vmailkit-{secrets.token_hex(6)}.part"
+            try:
+                fd = where.create(temp)
+                break
+            except FileExistsError:
+                continue
+        else:  # pragma: no cover - 20 random names taken
+            raise ValidationError("path", f"cannot make a temporary file in {folder}")
+        try:
+            _write_fd(fd, data)
+            now = where.lstat(name)
+            if now is not None and stat.S_ISLNK(now.st_mode):
+                raise ValidationError("path", f"{target} is a link to another place; files are never written "
+                                              "through links: choose another name or folder")
+            where.replace(temp, name)
+        except BaseException:
+            where.unlink(temp)
+            raise
+
+
+def _os_error(exc: OSError, folder: Path, name: str) -> ValidationError:
+    """An operating-system error while saving, in plain words (field ``path``)."""
+    if exc.errno == errno.ENAMETOOLONG:
+        return ValidationError("path", "the file name is too long for this file system; choose a shorter one")
+    if isinstance(exc, (FileNotFoundError, NotADirectoryError)):
+        return ValidationError("path", f"the folder {folder} does not exist")
+    if isinstance(exc, PermissionError):
+        return ValidationError("path", f"no permission to write {name} in the folder {folder}")
+    if exc.errno == errno.ELOOP:
+        return ValidationError("path", f"{folder / name} is a link to another place; files are never written through links")
+    if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        return ValidationError("path", f"there is no space left to save {name} in {folder}")
+    if isinstance(exc, IsADirectoryError):
+        return ValidationError("path", f"{folder / name} is a folder; choose a file name")
+    return ValidationError("path", f"{name} could not be saved in {folder}: {exc.strerror or exc}")
 
 
 def save_attachment(store: Any, email_id: int, part_index: int, path: str | Path, *, overwrite: bool = False) -> Path:
     """Write one attachment's decoded bytes to ``path`` and return the file written.
 
-    When ``path`` is an existing directory, the attachment's (sanitised) file name is used inside it.
-    An existing file is not replaced unless ``overwrite``: :class:`ValidationError` (field ``path``).
+    When ``path`` is an existing folder, the attachment's name made safe by :func:`safe_filename` is
+    used inside it; otherwise ``path`` is the file to write (its name as the caller chose it). Only
+    this part's content is read.
+
+    Links: the folder is the caller's choice and is used as given, also when it is, or lies under,
+    a symbolic link (home and download folders often do); it is opened once and the file is
+    created relative to that open folder. The file itself is never written through a link: it is
+    created with ``O_CREAT | O_EXCL | O_NOFOLLOW`` (a link planted at the name, even a dangling one,
+    is refused and its target is not created). With ``overwrite`` an existing file is replaced
+    atomically: the bytes go to a new temporary file in the same folder (also ``O_EXCL``), which
+    then replaces the name with :func:`os.replace`; a link at the name is refused, not replaced.
+
+    Raises :class:`ValidationError` (field ``path``) for an empty path, a missing folder, an existing
+    file without ``overwrite``, a link or a folder at the name, a name too long for the file system,
+    missing permission or another write failure (nothing is left behind then), and
+    :class:`NotFoundError` when the mail has no such part.
     """
-    row = _attachment_row(store, email_id, part_index)
-    target = Path(path).expanduser()
-    if str(path).strip() == "":
+    if path is None or str(path).strip() == "":
         raise ValidationError("path", "choose a file or folder to save to")
-    if target.is_dir():
-        target = target / safe_filename(row["filename"], row["content_type"], int(row["part_index"]))
-    if target.exists() and not overwrite:
-        raise ValidationError("path", f"{target} already exists; choose another name or allow overwriting")
-    if not target.parent.is_dir():
-        raise ValidationError("path", f"the folder {target.parent} does not exist")
-    target.write_bytes(bytes(row["content"]))
-    return target
+    info, content = _attachment_part(store, email_id, part_index)
+    target = Path(path).expanduser()
+    folder, name = target.parent, target.name
+    try:
+        if target.is_dir():
+            folder, name = target, safe_filename(info["filename"], info["content_type"], info["part_index"])
+        if name in ("", ".", ".."):
+            raise ValidationError("path", "choose a file name to save to")
+        _write_file(folder, name, content, overwrite=overwrite)
+    except OSError as exc:
+        raise _os_error(exc, folder, name) from None
+    return folder / name
 
 
 def download_link(store: Any, email_id: int, part_index: int, *, label: str = "Download",
                   max_size: int = MAX_DOWNLOAD_LINK) -> str:
     """An ``<a download>`` link carrying the attachment as a ``data:`` URI (up to ``max_size`` bytes).
 
-    The browser saves the file without running it; the content type is sent as
-    ``application/octet-stream`` so that nothing is opened inline.
+    Only this part's content is read. The browser saves the file (named by :func:`safe_filename`)
+    without running it; the content type is sent as ``application/octet-stream`` so that nothing is
+    opened inline. A bigger part gives a note to save it to a file instead. Raises
+    :class:`NotFoundError` when the mail has no such part.
     """
-    row = _attachment_row(store, email_id, part_index)
-    content = bytes(row["content"])
-    name = safe_filename(row["filename"], row["content_type"], int(row["part_index"]))
+    info, content = _attachment_part(store, email_id, part_index)
+    name = safe_filename(info["filename"], info["content_type"], info["part_index"])
     if len(content) > max_size:
-        return (f'<span class="vmk-too-big">{_html.escape(name)} is {len(content) // (1024 * 1024)} MB: '
+        size = f"{len(content) / (1024 * 1024):.1f} MB"
+        return (f'<span class="vmk-too-big">{_html.escape(name)} is {size}: '
                 "save it to a file instead</span>")
     uri = "data:application/octet-stream;base64," + base64.b64encode(content).decode("ascii")
     return (f'<a class="vmk-download" download="{_html.escape(name, quote=True)}" href="{uri}" '

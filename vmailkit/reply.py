@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Any
 from .accounts import Account
 from .errors import MailServerError, StoreError, ValidationError, VmailkitError
 from .parse import Address, ParsedMessage, parse_message
+from .ingest import mail_record
 from .secrets import resolve_secret
 from .transport.base import DEFAULT_TIMEOUT
 from .transport.smtp import SmtpSession, append_to_sent, smtp_server_view
@@ -599,7 +600,7 @@ def send_reply(
              server.host, server.port, message.message_id)
     try:
         email_id = store.save_outgoing(
-            raw=message.raw, account_id=int(account.account_id or 0), user_id=user_id,
+            mail=mail_record(message.raw), account_id=int(account.account_id or 0), user_id=user_id,
             envelope_from=message.sender, envelope_to=message.recipients, smtp_host=server.host,
             smtp_port=server.port, smtp_response=answer, in_reply_to_email_id=draft.original_id,
             reply_all=draft.reply_all, linked_by=None,

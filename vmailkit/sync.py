@@ -13,30 +13,38 @@ the user downloaded is kept.
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 import pandas as pd
 
 from .accounts import Account
-from .errors import MailServerError, NotFoundError, SecretError, ValidationError, VmailkitError
+from .errors import MailServerError, SecretError, ValidationError, VmailkitError
+from .ingest import Preparer, PreparedChunk
 from .parse import parse_headers
-from .pipeline import Preparer, PreparedChunk
+from .refs import MessageRef, Watermark
 from .secrets import resolve_secret
-from .store import ChunkResult, Store
-from .store.db import Lease
-from .transport import DEFAULT_TIMEOUT, ImapSession, Pop3Session, open_session
+from .store import ChunkResult, ImportSession, Mailbox, Store
+from .transport import DEFAULT_TIMEOUT, Session, open_session
 
 Progress = Callable[[int, int], None]
 #: Called after each stored chunk with the store and the new mail ids; returns how many links it made.
 AfterChunk = Callable[[Store, list[int]], int]
+#: What ``download`` accepts as picks: references (objects, text or dict form), listing rows
+#: (mappings with ``ref`` and ``subject``), or the rows of ``check().messages``.
+Picks = Iterable[MessageRef] | Iterable[str] | Iterable[Mapping[str, object]] | pd.DataFrame
 
 CHECK_COLUMNS = [
     "account", "protocol", "folder", "uidvalidity", "uid", "from_address", "from_name", "to", "subject",
-    "date", "size", "has_attachments", "already_downloaded", "message_id",
+    "date", "size", "has_attachments", "already_downloaded", "message_id", "ref",
 ]
+#: Default number of new connections tried in a row without progress before an account gives up.
+RETRIES = 3
+#: Default wait before the first reconnection, doubled for each further one (at most 30 s).
+RETRY_WAIT = 1.0
 
 
 @dataclass
@@ -46,13 +54,16 @@ class AccountStatus:
     account: str
     ok: bool = True
     error: str | None = None
-    reason: str | None = None          # host, tls, starttls, auth, protocol, timeout, secret
+    reason: str | None = None          # host, tls, starttls, auth, protocol, timeout, connection, secret
     listed: int = 0
 
 
 @dataclass
 class CheckResult:
-    """The headers of new messages (a DataFrame, newest first) and one status per account."""
+    """The headers of new messages (a DataFrame, newest first) and one status per account.
+
+    Each row's ``ref`` column holds its :class:`MessageRef`: pass rows (or refs) to :func:`download`.
+    """
 
     messages: pd.DataFrame
     statuses: list[AccountStatus]
@@ -63,7 +74,11 @@ class CheckResult:
         return [s for s in self.statuses if not s.ok]
 
     def to_json_dict(self) -> dict[str, list[dict[str, object]]]:
-        """The CLI's JSON shape: ``{"messages": [...], "errors": [{"account", "error"}]}``."""
+        """The CLI's JSON shape: ``{"messages": [...], "errors": [{"account", "error"}]}``.
+
+        Each message carries its reference twice: ``ref`` (an object) and ``pick`` (the text form
+        ``download --pick`` takes); ``download --picks-from`` reads this JSON back.
+        """
         rows = []
         for r in self.messages.itertuples(index=False):
             rows.append({
@@ -72,8 +87,23 @@ class CheckResult:
                 "date": None if pd.isna(r.date) else pd.Timestamp(r.date).isoformat(),
                 "size": int(r.size), "has_attachments": bool(r.has_attachments),
                 "already_downloaded": bool(r.already_downloaded),
+                "ref": r.ref.to_dict(), "pick": r.ref.to_text(),
             })
         return {"messages": rows, "errors": [{"account": s.account, "error": s.error} for s in self.errors]}
+
+
+@dataclass(frozen=True)
+class PickFailure:
+    """A message that was to be downloaded and was not stored: its reference, subject (when known), why."""
+
+    ref: MessageRef
+    reason: str
+    subject: str | None = None
+
+    def describe(self) -> str:
+        """One line in plain words: which message (by subject when known) and why."""
+        what = f"the message {self.subject!r}" if self.subject else f"the message {self.ref.to_text()}"
+        return f"{self.ref.account}: {what} was not downloaded: {self.reason}"
 
 
 @dataclass
@@ -84,11 +114,13 @@ class AccountDownload:
     selected: int = 0
     downloaded: int = 0          # mails stored for the first time
     already_present: int = 0     # received again but already stored (other account, folder or user)
-    failed: int = 0              # selected but not stored because of an error
+    failed: int = 0              # selected but not stored (see failures, or error)
     parse_errors: int = 0        # stored with raw bytes and a parse error
     auto_linked: int = 0
+    reconnects: int = 0          # new connections after a lost one
     error: str | None = None
     reason: str | None = None
+    failures: list[PickFailure] = field(default_factory=list)
 
 
 @dataclass
@@ -105,12 +137,22 @@ class DownloadSummary:
 
     @property
     def ok(self) -> bool:
-        """True when no account failed."""
-        return all(a.error is None for a in self.accounts)
+        """True when no account failed and every selected message was stored (or cancelled)."""
+        return all(a.error is None and not a.failures for a in self.accounts)
+
+    @property
+    def failures(self) -> list[PickFailure]:
+        """Every message that was not stored, with its reason."""
+        return [f for a in self.accounts for f in a.failures]
 
     def frame(self) -> pd.DataFrame:
-        """The summary as a DataFrame, one row per account."""
-        return pd.DataFrame([asdict(a) for a in self.accounts], columns=list(AccountDownload.__dataclass_fields__))
+        """The summary as a DataFrame, one row per account (``failures`` as their count)."""
+        rows = []
+        for a in self.accounts:
+            row = asdict(a)
+            row["failures"] = len(a.failures)
+            rows.append(row)
+        return pd.DataFrame(rows, columns=list(AccountDownload.__dataclass_fields__))
 
 
 def _status_for(account: Account, exc: BaseException) -> AccountStatus:
@@ -123,7 +165,7 @@ def _status_for(account: Account, exc: BaseException) -> AccountStatus:
     return AccountStatus(account.name, ok=False, error=f"{account.name}: unexpected {type(exc).__name__}: {exc}", reason="error")
 
 
-def connect(account: Account, passwords: Mapping[str, str] | None = None, *, timeout: float = DEFAULT_TIMEOUT) -> ImapSession | Pop3Session:
+def connect(account: Account, passwords: Mapping[str, str] | None = None, *, timeout: float = DEFAULT_TIMEOUT) -> Session:
     """Resolve the account's secret and return an open session (close it, or use ``with``)."""
     session = open_session(account, resolve_secret(account.name, account.secret_ref, passwords), timeout=timeout)
     session.open()
@@ -133,24 +175,13 @@ def connect(account: Account, passwords: Mapping[str, str] | None = None, *, tim
 def test_account(account: Account, passwords: Mapping[str, str] | None = None, *, timeout: float = 15.0) -> str:
     """Connect and log in; return a one-line description. Raises :class:`MailServerError` or :class:`SecretError`."""
     with connect(account, passwords, timeout=timeout) as session:
-        if isinstance(session, ImapSession):
-            return f"OK: {account.name} ({account.protocol} {account.security}): {session.exists} messages in {session.folder}"
-        return f"OK: {account.name} ({account.protocol} {account.security}): {len(session.uidls())} messages"
+        return f"OK: {account.name} ({account.protocol} {account.security}): {session.describe()}"
 
 
-def _targets(store: Store, user_id: int, account: Account, session: ImapSession | Pop3Session, from_beginning: bool) -> list[str]:
-    """Keys (UIDs as text, or UIDLs) that count as new for this user."""
-    if isinstance(session, ImapSession):
-        last = 0
-        wm = store.watermark(user_id, account.account_id, session.folder)  # type: ignore[arg-type]
-        if wm is not None and wm[0] == session.uidvalidity and not from_beginning:
-            last = wm[1]
-        return [str(u) for u in session.uids_above(last)]
-    keys = session.uidls()
+def _watermark(store: Store, user_id: int, account: Account, session: Session, from_beginning: bool) -> Watermark:
     if from_beginning:
-        return keys
-    done = store.downloaded_uidls(user_id, account.account_id)  # type: ignore[arg-type]
-    return [k for k in keys if k not in done]
+        return Watermark.empty()
+    return store.watermark(user_id, int(account.account_id or 0), session.folder)
 
 
 def _check_one(store: Store, user_id: int, account: Account, passwords: Mapping[str, str] | None,
@@ -158,23 +189,21 @@ def _check_one(store: Store, user_id: int, account: Account, passwords: Mapping[
     rows: list[dict[str, object]] = []
     try:
         with connect(account, passwords, timeout=timeout) as session:
-            keys = _targets(store, user_id, account, session, from_beginning)
-            if isinstance(session, ImapSession):
-                headers = list(session.headers(int(k) for k in keys))
-            else:
-                headers = list(session.headers(keys))
-            stored = store.stored_keys(account.account_id, session.folder, session.uidvalidity, [h.key for h in headers])  # type: ignore[arg-type]
+            refs = session.new_refs(_watermark(store, user_id, account, session, from_beginning))
+            headers = list(session.headers(refs))
+            stored = store.stored_keys(int(account.account_id or 0), session.folder, session.uidvalidity,
+                                       [h.key for h in headers])
             for h in headers:
                 hs = parse_headers(h.header)
                 rows.append({
-                    "account": account.name, "protocol": account.protocol, "folder": session.folder,
-                    "uidvalidity": session.uidvalidity, "uid": h.key,
+                    "account": account.name, "protocol": account.protocol, "folder": h.ref.folder,
+                    "uidvalidity": h.ref.uidvalidity, "uid": h.key,
                     "from_address": hs.from_.address if hs.from_ else "",
                     "from_name": hs.from_.name if hs.from_ else "",
                     "to": ", ".join(a.address for a in hs.to if a.address),
-                    "subject": hs.subject, "date": hs.date, "size": h.size,
+                    "subject": hs.subject, "date": hs.date, "size": h.ref.size,
                     "has_attachments": h.has_attachments, "already_downloaded": h.key in stored,
-                    "message_id": hs.message_id,
+                    "message_id": hs.message_id, "ref": h.ref,
                 })
         return rows, AccountStatus(account.name, ok=True, listed=len(rows))
     except Exception as exc:  # noqa: BLE001 - one account's failure never stops the others
@@ -199,7 +228,7 @@ def _check(store: Store, user: str, from_beginning: bool, passwords: Mapping[str
     accounts = store.subscribed_accounts(user)
 
     def one(account: Account) -> tuple[list[dict[str, object]], AccountStatus]:
-        return _check_one(store, u.user_id, account, passwords, from_beginning, timeout)  # type: ignore[arg-type]
+        return _check_one(store, int(u.user_id or 0), account, passwords, from_beginning, timeout)
 
     results: list[tuple[list[dict[str, object]], AccountStatus]] = []
     if len(accounts) == 1:
@@ -218,36 +247,48 @@ def _check(store: Store, user: str, from_beginning: bool, passwords: Mapping[str
     return CheckResult(messages=frame, statuses=[s for _, s in results])
 
 
-def parse_picks(picks: Iterable[str] | pd.DataFrame | Iterable[tuple[str, str]]) -> dict[str, list[str]]:
-    """Group picks by account: ``"ACCOUNT:UID"`` strings, (account, uid) pairs or check rows.
+def read_picks(picks: Picks) -> tuple[list[MessageRef], dict[MessageRef, str]]:
+    """The references in ``picks`` (in order, without repeats) and the subjects known for them.
 
-    Raises :class:`ValidationError` (field ``pick``) for a malformed pick.
+    ``picks`` are :class:`MessageRef` objects, their text or dict forms, listing rows (mappings with
+    ``ref`` and ``subject``) or rows of ``check().messages`` (their ``ref`` column). Raises
+    :class:`ValidationError` (field ``pick``).
     """
-    grouped: dict[str, list[str]] = {}
+    subjects: dict[MessageRef, str] = {}
     if isinstance(picks, pd.DataFrame):
-        items: Iterable[tuple[str, str]] = [(str(a), str(k)) for a, k in zip(picks["account"], picks["uid"])]
+        if "ref" not in picks.columns:
+            raise ValidationError("pick", "these rows carry no message reference: pass rows of the listing of new mail")
+        refs = [MessageRef.coerce(r) for r in picks["ref"]]
+        if "subject" in picks.columns:
+            subjects = {r: str(s) for r, s in zip(refs, picks["subject"]) if isinstance(s, str)}
     else:
-        items = []
+        refs = []
         for p in picks:
-            if isinstance(p, str):
-                account, sep, key = p.rpartition(":")
-                if not sep or not account or not key:
-                    raise ValidationError("pick", f"{p!r} is not ACCOUNT:UID")
-                items.append((account, key))  # type: ignore[union-attr]
+            if isinstance(p, Mapping) and "ref" in p:  # a listing row: its reference and subject
+                ref = MessageRef.coerce(p["ref"])
+                if isinstance(p.get("subject"), str):
+                    subjects[ref] = p["subject"]
             else:
-                items.append((str(p[0]), str(p[1])))  # type: ignore[union-attr]
-    for account, key in items:
-        keys = grouped.setdefault(account, [])
-        if key not in keys:
-            keys.append(key)
-    return grouped
+                ref = MessageRef.coerce(p)
+            refs.append(ref)
+    return list(dict.fromkeys(refs)), subjects
+
+
+@dataclass
+class _Plan:
+    """One account's part of a download."""
+
+    account: Account
+    entry: AccountDownload
+    session: Session | None
+    refs: list[MessageRef]
 
 
 def download(
     store: Store,
     user: str,
     *,
-    picks: Iterable[str] | pd.DataFrame | Iterable[tuple[str, str]] | None = None,
+    picks: Picks | None = None,
     all_new: bool = False,
     from_beginning: bool = False,
     passwords: Mapping[str, str] | None = None,
@@ -255,29 +296,43 @@ def download(
     cancel: threading.Event | None = None,
     after_chunk: AfterChunk | None = None,
     timeout: float = DEFAULT_TIMEOUT,
+    retries: int = RETRIES,
+    retry_wait: float = RETRY_WAIT,
 ) -> DownloadSummary:
     """Download ``picks`` (or, with ``all_new``, every new message) of ``user``'s accounts.
 
-    Each chunk is stored in one transaction with the user's watermark. ``progress(done, total)`` is
-    called after each chunk; setting ``cancel`` stops between chunks (``summary.cancelled``). An
-    account that fails is reported in its entry while the others continue. Raises
-    :class:`ValidationError` when neither picks nor ``all_new`` is given, or a pick names an account
-    the user does not subscribe to.
+    A pick is fetched only where it was listed: a folder recreated since (another UIDVALIDITY) or a
+    message gone from the server fails that pick in plain words (``entry.failures``) while the
+    others go on. Each chunk is stored in one transaction with the user's watermark, which never
+    moves past a message that was not stored. When the connection drops, what arrived complete is
+    stored first; then the account reconnects (waiting ``retry_wait`` seconds, doubling, at most
+    30 s) and goes on where it stopped: up to ``retries`` new connections in a row that store
+    nothing (progress starts the count again; ``retries=0``: never reconnect).
+    ``progress(done, total)`` is called after each chunk; setting ``cancel`` stops between chunks
+    (``summary.cancelled``). An account that fails is reported in its entry while the others
+    continue. Raises :class:`ValidationError` when neither picks nor ``all_new`` is given, for a
+    malformed pick, a pick of an account the user does not subscribe to, or a negative ``retries``.
     """
     if picks is None and not all_new:
         raise ValidationError("picks", "choose messages to download, or all new ones")
+    if retries < 0 or not retry_wait >= 0:
+        raise ValidationError("retries", "the number of retries and the wait between them cannot be negative")
     u = store.get_user(user)
+    user_id = int(u.user_id or 0)
     subscribed = {a.name: a for a in store.subscribed_accounts(user)}
-    wanted: dict[str, list[str]] | None = None
+    wanted: dict[str, list[MessageRef]] | None = None
+    subjects: dict[MessageRef, str] = {}
     if picks is not None:
-        wanted = parse_picks(picks)
-        for name in wanted:
-            if name not in subscribed:
-                raise ValidationError("pick", f"{user!r} does not subscribe to an account named {name!r}")
+        refs, subjects = read_picks(picks)
+        wanted = {}
+        for ref in refs:
+            if ref.account not in subscribed:
+                raise ValidationError("pick", f"{user} does not subscribe to an account named {ref.account}")
+            wanted.setdefault(ref.account, []).append(ref)
     names = list(wanted) if wanted is not None else list(subscribed)
 
     summary = DownloadSummary()
-    plans: list[tuple[Account, AccountDownload, ImapSession | Pop3Session | None, list[str]]] = []
+    plans: list[_Plan] = []
     try:
         for name in names:
             account = subscribed[name]
@@ -290,80 +345,173 @@ def download(
                 entry.error, entry.reason = st.error, st.reason
                 entry.selected = entry.failed = len(wanted[name]) if wanted else 0
                 continue
-            keys = wanted[name] if wanted is not None else _targets(store, u.user_id, account, session, from_beginning)  # type: ignore[arg-type]
-            entry.selected = len(keys)
-            plans.append((account, entry, session, keys))
-        total = sum(len(k) for _, _, _, k in plans)
-        progress_state = [0, total]
+            plan = _Plan(account, entry, session, [])
+            plans.append(plan)
+            try:
+                plan.refs = wanted[name] if wanted is not None else session.new_refs(
+                    _watermark(store, user_id, account, session, from_beginning))
+            except Exception as exc:  # noqa: BLE001
+                st = _status_for(account, exc)
+                entry.error, entry.reason = st.error, st.reason
+            entry.selected = len(plan.refs)
+        run = _Run(store, preparer=None, importer=None, summary=summary, subjects=subjects, progress=progress,
+                   cancel=cancel, after_chunk=after_chunk, passwords=passwords, timeout=timeout, retries=retries,
+                   retry_wait=retry_wait, total=sum(len(p.refs) for p in plans if p.entry.error is None))
         if progress:
-            progress(0, total)
-        with Preparer(total) as preparer, store.db.lease() as lease:
-            for account, entry, session, keys in plans:
-                assert session is not None
-                _download_account(store, u.user_id, account, entry, session, keys, preparer, lease, summary,  # type: ignore[arg-type]
-                                   progress, progress_state, cancel, after_chunk)
+            progress(0, run.total)
+        with Preparer(run.total) as preparer, store.importing(user_id) as importer:
+            run.preparer, run.importer = preparer, importer
+            for plan in plans:
+                if plan.entry.error is None:
+                    run.account(plan)
                 if summary.cancelled:
                     break
     finally:
-        for _, _, session, _ in plans:
-            if session is not None:
-                session.close()
+        for plan in plans:
+            if plan.session is not None:
+                plan.session.close()
     return summary
 
 
-def _download_account(
-    store: Store, user_id: int, account: Account, entry: AccountDownload, session: ImapSession | Pop3Session,
-    keys: list[str], preparer: Preparer, lease: Lease, summary: DownloadSummary, progress: Progress | None,
-    progress_state: list[int], cancel: threading.Event | None, after_chunk: AfterChunk | None,
-) -> None:
-    """Fetch, parse and store one account's messages; chunk k+1 is fetched while chunk k is parsed."""
-    in_flight: deque[PreparedChunk] = deque()
+@dataclass
+class _Run:
+    """The state of one download: the loop a person would describe, per account."""
 
-    def write(item: PreparedChunk) -> None:
-        prepared = item.result()
-        lease.acquire()
-        res: ChunkResult = store.save_chunk(
-            user_id=user_id, account_id=account.account_id, protocol=account.protocol,  # type: ignore[arg-type]
-            folder=session.folder, uidvalidity=session.uidvalidity, messages=prepared,
-        )
-        entry.downloaded += len(res.new_ids)
-        entry.already_present += len(prepared) - len(res.new_ids)
-        entry.parse_errors += len(res.parse_errors)
-        summary.email_ids.extend(res.by_key[p.remote.key] for p in prepared)
-        if after_chunk is not None and res.new_ids:
-            entry.auto_linked += after_chunk(store, res.new_ids)
-        progress_state[0] += len(prepared)
-        if progress:
-            progress(progress_state[0], progress_state[1])
-        lease.breathe()
+    store: Store
+    preparer: Preparer | None
+    importer: ImportSession | None
+    summary: DownloadSummary
+    subjects: dict[MessageRef, str]
+    progress: Progress | None
+    cancel: threading.Event | None
+    after_chunk: AfterChunk | None
+    passwords: Mapping[str, str] | None
+    timeout: float
+    retries: int
+    retry_wait: float
+    total: int
+    done: int = 0
 
-    try:
-        chunks = iter(_fetch(session, keys))
-        while True:
-            if cancel is not None and cancel.is_set():
-                summary.cancelled = True
+    def cancelled(self) -> bool:
+        if self.cancel is not None and self.cancel.is_set():
+            self.summary.cancelled = True
+        return self.summary.cancelled
+
+    def account(self, plan: _Plan) -> None:
+        """Fetch, prepare and save one account's messages; reconnect after a lost connection."""
+        entry = plan.entry
+        unsaved = {r: None for r in plan.refs}   # planned and not stored yet, in order
+        failed: list[MessageRef] = []
+        stalls = 0
+        while unsaved and not self.cancelled():
+            if plan.session is None:
+                if stalls > self.retries:
+                    break
+                wait = min(30.0, self.retry_wait * 2 ** max(0, stalls - 1))
+                if self.cancel is not None:
+                    if self.cancel.wait(wait):
+                        continue
+                else:
+                    time.sleep(wait)
+                try:
+                    plan.session = connect(plan.account, self.passwords, timeout=self.timeout)
+                    entry.reconnects += 1
+                except MailServerError as exc:
+                    if exc.retryable:
+                        stalls += 1
+                        entry.error, entry.reason = str(exc), exc.reason
+                        continue
+                    entry.error, entry.reason = str(exc), exc.reason
+                    break
+                except Exception as exc:  # noqa: BLE001
+                    st = _status_for(plan.account, exc)
+                    entry.error, entry.reason = st.error, st.reason
+                    break
+            before = entry.downloaded + entry.already_present
+            try:
+                lost = self._fetch(plan, unsaved, failed)
+            except Exception as exc:  # noqa: BLE001 - the other accounts continue
+                st = _status_for(plan.account, exc)
+                entry.error, entry.reason = st.error, st.reason
                 break
-            chunk = next(chunks, None)
+            if lost is None:
+                entry.error = entry.reason = None
+                break
+            if not lost.retryable:
+                entry.error, entry.reason = str(lost), lost.reason
+                break
+            # the connection broke: what arrived is stored; try again on a new one
+            plan.session.close()
+            plan.session = None
+            entry.error, entry.reason = str(lost), lost.reason
+            if self.retries == 0:
+                break
+            stalls = 0 if entry.downloaded + entry.already_present > before else stalls + 1
+        if self.summary.cancelled and entry.error is None:
+            entry.failed = len(failed)
+        else:
+            entry.failed = len(failed) + len(unsaved)
+
+    def _fetch(self, plan: _Plan, unsaved: dict[MessageRef, None], failed: list[MessageRef]) -> MailServerError | None:
+        """One connection's worth: fetch what is unsaved, store it; the lost connection's error, or None."""
+        assert plan.session is not None and self.preparer is not None
+        session = plan.session
+        mailbox = Mailbox(int(plan.account.account_id or 0), plan.account.protocol, session.folder, session.uidvalidity)
+        in_flight: deque[PreparedChunk] = deque()
+        lost: MailServerError | None = None
+        chunks = session.fetch(list(unsaved))
+        while True:
+            try:
+                chunk = next(chunks, None)
+            except MailServerError:
+                while in_flight:  # what was fetched is stored before the error is reported
+                    self._save(plan, mailbox, in_flight.popleft(), unsaved, failed)
+                raise
             if chunk is None:
                 break
-            in_flight.append(preparer.submit(chunk))
+            for f in chunk.failures:
+                plan.entry.failures.append(PickFailure(f.ref, f.reason, self.subjects.get(f.ref)))
+                failed.append(f.ref)
+                unsaved.pop(f.ref, None)
+                self.done += 1
+            if chunk.messages:
+                in_flight.append(self.preparer.submit(chunk.messages))
             while len(in_flight) > 1:
-                write(in_flight.popleft())
-        while in_flight:  # what was fetched is stored, cancelled or not
-            write(in_flight.popleft())
-    except Exception as exc:  # noqa: BLE001 - the other accounts continue
-        st = _status_for(account, exc)
-        entry.error, entry.reason = st.error, st.reason
-    stored = entry.downloaded + entry.already_present
-    entry.failed = 0 if summary.cancelled and entry.error is None else max(0, entry.selected - stored)
+                self._save(plan, mailbox, in_flight.popleft(), unsaved, failed)
+            if chunk.interrupted is not None:
+                lost = chunk.interrupted
+                break
+            if self.cancelled():
+                break
+        while in_flight:  # what was fetched is stored, cancelled or cut off
+            self._save(plan, mailbox, in_flight.popleft(), unsaved, failed)
+        if lost is None and unsaved and not self.summary.cancelled:
+            for ref in list(unsaved):  # a transport that forgot one: never silently
+                plan.entry.failures.append(PickFailure(ref, "the server did not send it", self.subjects.get(ref)))
+                failed.append(ref)
+                unsaved.pop(ref)
+        return lost
 
-
-def _fetch(session: ImapSession | Pop3Session, keys: Sequence[str]):  # type: ignore[no-untyped-def]
-    if isinstance(session, ImapSession):
-        uids = []
-        for k in keys:
-            if not str(k).isdigit():
-                raise ValidationError("pick", f"IMAP UID {k!r} is not a number")
-            uids.append(int(k))
-        return session.fetch(uids)
-    return session.fetch(keys)
+    def _save(self, plan: _Plan, mailbox: Mailbox, item: PreparedChunk, unsaved: dict[MessageRef, None],
+              failed: list[MessageRef]) -> None:
+        """Store one prepared chunk; the watermark stops before any message not stored."""
+        assert self.importer is not None
+        entry = plan.entry
+        arrivals = item.result()
+        refs = [m.ref for m in item.chunk]
+        in_chunk = set(refs)
+        pending_uids = [r.uid for r in (*unsaved, *failed) if r.uid is not None and r not in in_chunk
+                        and r.folder == mailbox.folder and r.uidvalidity == mailbox.uidvalidity]
+        cap = min(pending_uids) - 1 if pending_uids else None
+        res: ChunkResult = self.importer.save(mailbox, arrivals, watermark_cap=cap)
+        for ref in refs:
+            unsaved.pop(ref, None)
+        entry.downloaded += len(res.new_ids)
+        entry.already_present += len(arrivals) - len(res.new_ids)
+        entry.parse_errors += len(res.parse_errors)
+        self.summary.email_ids.extend(res.by_key[a.key] for a in arrivals)
+        if self.after_chunk is not None and res.new_ids:
+            entry.auto_linked += self.after_chunk(self.store, res.new_ids)
+        self.done += len(arrivals)
+        if self.progress:
+            self.progress(min(self.done, self.total), self.total)

@@ -17,10 +17,14 @@ import pandas as pd
 
 from .. import sync
 from ..accounts import make_account
+from ..refs import read_picks_text
+from .signals import stop_on_signals
 from ..errors import VmailkitError
 from ..store import EmailFilter, Store
 
 EXIT_ACCOUNT_FAILED = 3
+#: Exit status of a download stopped by SIGTERM or Ctrl-C (after storing what was fetched).
+EXIT_STOPPED = 130
 
 FORMAT = click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
                       show_default=True, help="Output format.")
@@ -67,11 +71,20 @@ def _passwords(store: Store, ask: bool, accounts: list[Any]) -> dict[str, str]:
     }
 
 
+def _lock_timeout(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    """``--lock-timeout`` as given; raises :class:`click.BadParameter` (exit 2) unless it is a finite
+    number of seconds, 0 or more (``-5``, ``nan`` and ``inf`` are refused)."""
+    if not 0 <= value < float("inf"):  # also false for nan
+        raise click.BadParameter(f"{value} is not a number of seconds; give 0 or more (e.g. 60)",
+                                 ctx=ctx, param=param)
+    return value
+
+
 @click.group()
 @click.option("--db", type=click.Path(dir_okay=False), envvar="VMAILKIT_DB", default="vmail.duckdb",
               show_default=True, help="DuckDB file (default $VMAILKIT_DB, else ./vmail.duckdb).")
-@click.option("--lock-timeout", type=float, default=60.0, show_default=True,
-              help="Seconds to wait while another process writes the database.")
+@click.option("--lock-timeout", type=float, default=60.0, show_default=True, callback=_lock_timeout,
+              help="Seconds (0 or more) to wait while another process writes the database.")
 @click.version_option(package_name="vmailkit")
 @click.pass_context
 def main(ctx: click.Context, db: str, lock_timeout: float) -> None:
@@ -214,8 +227,9 @@ def check(ctx: click.Context, user_name: str, from_beginning: bool, ask_password
     if fmt == "json":
         click.echo(json.dumps(result.to_json_dict(), ensure_ascii=False))
     else:
-        cols = ["account", "uid", "date", "from_address", "subject", "size", "has_attachments", "already_downloaded"]
-        emit(result.messages[cols], fmt)
+        frame = result.messages.assign(pick=[r.to_text() for r in result.messages["ref"]])
+        cols = ["account", "date", "from_address", "subject", "size", "has_attachments", "already_downloaded", "pick"]
+        emit(frame[cols], fmt)
     for status in result.errors:
         click.echo(f"Error: {status.error}", err=True)
     if result.errors:
@@ -225,18 +239,34 @@ def check(ctx: click.Context, user_name: str, from_beginning: bool, ask_password
 @main.command()
 @click.argument("user_name", metavar="USER")
 @click.option("--all", "all_new", is_flag=True, help="Download every new message.")
-@click.option("--pick", "picks", multiple=True, metavar="ACCOUNT:UID", help="A message to download (repeatable).")
+@click.option("--pick", "picks", multiple=True, metavar="REF",
+              help="A message to download, as listed by check (its pick column), repeatable.")
+@click.option("--picks-from", "picks_file", type=click.File("r", encoding="utf-8"), metavar="FILE",
+              help="Messages to download: the JSON of `check --format json` (or one reference per line); - for stdin.")
 @click.option("--from-beginning", is_flag=True, help="With --all: every message not stored yet from that place.")
+@click.option("--retries", type=click.IntRange(min=0), default=sync.RETRIES, show_default=True,
+              help="New connections tried in a row without progress when a connection drops.")
+@click.option("--retry-wait", type=click.FloatRange(min=0, max=3600), default=sync.RETRY_WAIT, show_default=True,
+              help="Seconds before the first new connection (doubled for each further one).")
 @click.option("--ask-password", is_flag=True, help="Prompt for passwords of prompt: accounts.")
 @click.option("--progress/--no-progress", default=None, help="Show progress (default: when on a terminal).")
 @FORMAT
 @click.pass_context
 @friendly
-def download(ctx: click.Context, user_name: str, all_new: bool, picks: tuple[str, ...], from_beginning: bool,
-             ask_password: bool, progress: bool | None, fmt: str) -> None:
-    """Download picked messages, or all new ones, into the store."""
-    if bool(all_new) == bool(picks):
-        raise click.UsageError("give either --all or one or more --pick ACCOUNT:UID")
+def download(ctx: click.Context, user_name: str, all_new: bool, picks: tuple[str, ...], picks_file: Any,
+             from_beginning: bool, retries: int, retry_wait: float, ask_password: bool, progress: bool | None,
+             fmt: str) -> None:
+    """Download picked messages, or all new ones, into the store.
+
+    SIGTERM or Ctrl-C stops between chunks: what was fetched is stored, and the next run goes on.
+    """
+    chosen: list[Any] = list(picks)
+    if picks_file is not None:
+        chosen += read_picks_text(picks_file.read())
+        if not chosen:
+            raise click.BadParameter("the file lists no message", param_hint="--picks-from")
+    if bool(all_new) == bool(chosen):
+        raise click.UsageError("give either --all or the messages to download (--pick or --picks-from)")
     store = _store(ctx)
     pw = _passwords(store, ask_password, store.subscribed_accounts(user_name)) if ask_password else None
     show = sys.stderr.isatty() if progress is None else progress
@@ -245,14 +275,21 @@ def download(ctx: click.Context, user_name: str, all_new: bool, picks: tuple[str
         if show:
             click.echo(f"\rdownloaded {done}/{total}", err=True, nl=done >= total)
 
-    summary = sync.download(store, user_name, picks=list(picks) or None, all_new=all_new,
-                            from_beginning=from_beginning, passwords=pw, progress=report,
-                            after_chunk=_auto_matcher())
+    with stop_on_signals() as cancel:
+        summary = sync.download(store, user_name, picks=chosen or None, all_new=all_new,
+                                from_beginning=from_beginning, passwords=pw, progress=report, cancel=cancel,
+                                after_chunk=_auto_matcher(), retries=retries, retry_wait=retry_wait)
     frame = summary.frame()
-    emit(frame[["account", "selected", "downloaded", "already_present", "failed", "parse_errors", "auto_linked", "error"]], fmt)
+    emit(frame[["account", "selected", "downloaded", "already_present", "failed", "parse_errors", "auto_linked",
+                "reconnects", "error"]], fmt)
     for entry in summary.accounts:
         if entry.error:
             click.echo(f"Error: {entry.error}", err=True)
+        for failure in entry.failures:
+            click.echo(f"Error: {failure.describe()}", err=True)
+    if summary.cancelled:
+        click.echo("Stopped: what was fetched is stored; run the same command again to download the rest.", err=True)
+        sys.exit(EXIT_STOPPED)
     if not summary.ok:
         sys.exit(EXIT_ACCOUNT_FAILED)
 

@@ -12,8 +12,9 @@ from .db import Database, default_db_path
 from .directory import DirectoryMixin
 from .links import ENTITY_TYPES, LinksMixin, MatchResult, normalize_entity_type, normalize_targets
 from .listing import EmailFilter, ListingMixin
-from .mail import ChunkResult, MailMixin, Prepared, location_key, prepare
+from .mail import ChunkResult, ImportSession, MailMixin, location_key
 from .outgoing import OutgoingMixin
+from .records import Arrival, AttachmentRecord, Mailbox, MailRecord
 
 
 class Store(DirectoryMixin, MailMixin, ListingMixin, CrmMixin, LinksMixin, OutgoingMixin):
@@ -49,6 +50,7 @@ class Store(DirectoryMixin, MailMixin, ListingMixin, CrmMixin, LinksMixin, Outgo
             return con.execute(sql, params or []).df()
 
 
-__all__ = ["Store", "EmailFilter", "ChunkResult", "Prepared", "Database", "default_db_path", "location_key", "prepare",
+__all__ = ["Store", "EmailFilter", "ChunkResult", "ImportSession", "Arrival", "AttachmentRecord", "Mailbox", "MailRecord",
+           "Database", "default_db_path", "location_key",
            "CRM_TABLES", "CrmLoadError", "CrmTable", "StagedTable", "ENTITY_TYPES", "MatchResult",
            "normalize_entity_type", "normalize_targets"]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import duckdb
 
-from ..errors import StoreError, StoreLockedError
+from ..errors import StoreError, StoreLockedError, ValidationError
 from .migrations import MIGRATIONS
 
 DEFAULT_DB = "vmail.duckdb"
@@ -64,6 +64,8 @@ class Database:
     """
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *, lock_timeout: float = 60.0) -> None:
+        if not 0 <= lock_timeout < float("inf"):  # also refuses nan
+            raise ValidationError("lock_timeout", f"{lock_timeout} is not a number of seconds; give 0 or more (e.g. 60)")
         self.path = Path(path) if path is not None else default_db_path()
         self.lock_timeout = lock_timeout
         self._migrated = False

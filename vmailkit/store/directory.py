@@ -7,7 +7,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from ..accounts import Account, SmtpSettings, User
+from ..accounts import Account, SmtpSettings, User, check_no_control_characters, validate_user_name
 from ..errors import NotFoundError, ValidationError
 from ..secrets import check_reference
 from .db import Database
@@ -66,9 +66,8 @@ class DirectoryMixin:
     # -- users -------------------------------------------------------------------------------
     def add_user(self, name: str, email: str | None = None) -> User:
         """Create a user; raises :class:`ValidationError` on an empty or duplicate name."""
-        name = (name or "").strip()
-        if not name:
-            raise ValidationError("name", "a user needs a name")
+        name = validate_user_name(name)
+        check_no_control_characters((email or "").strip(), "email")
         if email is not None and email.strip() and "@" not in email:
             raise ValidationError("email", f"{email!r} is not an e-mail address")
         with self.db.atomic() as con:

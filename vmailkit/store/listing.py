@@ -5,9 +5,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import duckdb
 import pandas as pd
 
-from ..errors import ValidationError
+from ..errors import NotFoundError, ValidationError
 from .db import Database
 from .links import normalize_entity_type
 
@@ -96,19 +97,34 @@ class EmailFilter:
         return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
+def _check_named(con: duckdb.DuckDBPyConnection, flt: EmailFilter) -> None:
+    """Raise :class:`NotFoundError` when ``flt`` names an account or a user the store does not have
+    (an unknown name is a mistake to report, not a filter that matches nothing)."""
+    if flt.account and con.execute("SELECT 1 FROM accounts WHERE name = ?", [flt.account]).fetchone() is None:
+        raise NotFoundError(f"no account named {flt.account!r}")
+    if flt.user and con.execute("SELECT 1 FROM users WHERE name = ?", [flt.user]).fetchone() is None:
+        raise NotFoundError(f"no user named {flt.user!r}")
+
+
 class ListingMixin:
     """The mail list (mixed into :class:`vmailkit.store.Store`)."""
 
     db: Database
 
     def list_emails(self, flt: EmailFilter | None = None, *, limit: int = 50, offset: int = 0) -> pd.DataFrame:
-        """One page of the mail list, newest first (mails without a date last)."""
+        """One page of the mail list, newest first (mails without a date last).
+
+        Raises :class:`ValidationError` for a bad limit, offset or filter value and
+        :class:`NotFoundError` when the filter names an account or user that does not exist.
+        """
         if limit < 1 or limit > 10_000:
             raise ValidationError("limit", "must be between 1 and 10000")
         if offset < 0:
             raise ValidationError("offset", "may not be negative")
-        where, params = (flt or EmailFilter()).where()
+        flt = flt or EmailFilter()
+        where, params = flt.where()
         with self.db.connect() as con:
+            _check_named(con, flt)
             return con.execute(
                 f"SELECT {LIST_COLUMNS} FROM emails e {where}"
                 " ORDER BY e.sent_at DESC NULLS LAST, e.email_id DESC LIMIT ? OFFSET ?",
@@ -116,7 +132,13 @@ class ListingMixin:
             ).df()
 
     def count_matching(self, flt: EmailFilter | None = None) -> int:
-        """How many mails the filter matches (for paging)."""
-        where, params = (flt or EmailFilter()).where()
+        """How many mails the filter matches (for paging).
+
+        Raises :class:`ValidationError` for a bad filter value and :class:`NotFoundError` when the
+        filter names an account or user that does not exist.
+        """
+        flt = flt or EmailFilter()
+        where, params = flt.where()
         with self.db.connect() as con:
+            _check_named(con, flt)
             return int(con.execute(f"SELECT count(*) FROM emails e {where}", params).fetchone()[0])

@@ -1,9 +1,8 @@
 """Downloaded mail in the store: chunk writes, locations, watermarks and listings."""
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -12,10 +11,9 @@ import pandas as pd
 import pyarrow as pa
 
 from ..errors import NotFoundError, ValidationError
-from ..identity import dedup_key, fingerprint
-from ..parse import ParsedMessage, parse_message
-from ..transport.base import RemoteMessage
-from .db import Database
+from ..refs import Watermark
+from .db import Database, Lease
+from .records import Arrival, MailRecord, Mailbox
 
 STATUSES = ("unread", "read")
 
@@ -86,39 +84,6 @@ def location_key(account_id: int, folder: str, uidvalidity: int, key: str) -> st
 
 
 @dataclass
-class Prepared:
-    """A received message, parsed and identified, ready to write."""
-
-    remote: RemoteMessage
-    parsed: ParsedMessage
-    raw_sha256: str
-    dedup_key: str
-    fingerprint: str
-
-
-def identify(raw: bytes) -> tuple[ParsedMessage, str, str, str]:
-    """Parse ``raw`` and return (parsed, sha256 of the bytes, dedup key, fingerprint).
-
-    CPU only, no database; never raises for bad mail. Worker processes run this (see
-    :mod:`vmailkit.pipeline`), so its result holds no copy of ``raw``: attachments that the store
-    keeps as a place in ``raw`` (``Attachment.source`` set) come back with empty ``content``.
-    """
-    parsed = parse_message(raw)
-    if any(a.source is not None for a in parsed.attachments):
-        parsed = dataclasses.replace(parsed, attachments=[
-            dataclasses.replace(a, content=b"") if a.source is not None else a for a in parsed.attachments
-        ])
-    fp = fingerprint(raw)
-    return parsed, hashlib.sha256(raw).hexdigest(), dedup_key(parsed.message_id, fp), fp
-
-
-def prepare(remote: RemoteMessage) -> Prepared:
-    """Parse and identify one received message (CPU only, no database). Never raises for bad mail."""
-    parsed, sha, key, fp = identify(remote.raw)
-    return Prepared(remote=remote, parsed=parsed, raw_sha256=sha, dedup_key=key, fingerprint=fp)
-
-
-@dataclass
 class ChunkResult:
     """What one chunk write did."""
 
@@ -128,28 +93,49 @@ class ChunkResult:
     by_key: dict[str, int] = field(default_factory=dict)     # location key (UID/UIDL) -> email_id
 
 
+class ImportSession:
+    """A download's hold on the store: chunk writes on one connection, released now and then.
+
+    Made by :meth:`MailMixin.importing`. Each :meth:`save` is one transaction; between saves the
+    file is released every few seconds so that another process waiting for it gets its turn.
+    """
+
+    def __init__(self, store: "MailMixin", user_id: int, lease: Lease) -> None:
+        self._store = store
+        self.user_id = user_id
+        self._lease = lease
+
+    def save(self, mailbox: Mailbox, arrivals: Sequence[Arrival], *, watermark_cap: int | None = None) -> ChunkResult:
+        """Write one chunk (see :meth:`MailMixin.save_chunk`) and let other processes in when due."""
+        self._lease.acquire()
+        try:
+            return self._store.save_chunk(user_id=self.user_id, mailbox=mailbox, arrivals=arrivals,
+                                          watermark_cap=watermark_cap)
+        finally:
+            self._lease.breathe()
+
+
 class MailMixin:
     """Mail, locations and sync state (mixed into :class:`vmailkit.store.Store`)."""
 
     db: Database
 
     # -- sync state --------------------------------------------------------------------------
-    def watermark(self, user_id: int, account_id: int, folder: str) -> tuple[int, int] | None:
-        """(UIDVALIDITY, last downloaded UID) of a user's IMAP folder, or None before the first download."""
+    def watermark(self, user_id: int, account_id: int, folder: str) -> Watermark:
+        """What ``user_id`` downloaded from a folder: UIDVALIDITY and last UID (IMAP), the UIDLs (POP3).
+
+        ``Watermark.empty()`` before the first download.
+        """
         with self.db.connect() as con:
             row = con.execute(
                 "SELECT uidvalidity, last_uid FROM sync_state WHERE user_id = ? AND account_id = ? AND folder = ?",
                 [user_id, account_id, folder],
             ).fetchone()
-        return (int(row[0]), int(row[1])) if row else None
-
-    def downloaded_uidls(self, user_id: int, account_id: int) -> set[str]:
-        """The POP3 UIDLs ``user_id`` downloaded from ``account_id``."""
-        with self.db.connect() as con:
-            rows = con.execute(
+            uidls = con.execute(
                 "SELECT uidl FROM sync_uidls WHERE user_id = ? AND account_id = ?", [user_id, account_id]
             ).fetchall()
-        return {r[0] for r in rows}
+        return Watermark(uidvalidity=int(row[0]) if row else 0, last_uid=int(row[1]) if row else 0,
+                         uidls=frozenset(r[0] for r in uidls))
 
     def stored_keys(self, account_id: int, folder: str, uidvalidity: int, keys: Sequence[str]) -> set[str]:
         """The subset of ``keys`` (UIDs as text, or UIDLs) already stored from that place."""
@@ -164,29 +150,34 @@ class MailMixin:
         return {r[0][prefix:] for r in rows}
 
     # -- writing -----------------------------------------------------------------------------
+    @contextmanager
+    def importing(self, user_id: int) -> Iterator[ImportSession]:
+        """Hold the file for a download by ``user_id``: one :class:`ImportSession` owning the lease."""
+        with self.db.lease() as lease:
+            yield ImportSession(self, user_id, lease)
+
     def save_chunk(
         self,
         *,
         user_id: int,
-        account_id: int,
-        protocol: str,
-        folder: str,
-        uidvalidity: int,
-        messages: Sequence[RemoteMessage] | Sequence[Prepared],
+        mailbox: Mailbox,
+        arrivals: Sequence[Arrival],
+        watermark_cap: int | None = None,
     ) -> ChunkResult:
-        """Store one chunk of received messages in a single transaction.
+        """Store one chunk of received mail in a single transaction.
 
-        Writes the mails not stored yet (raw bytes, parsed fields, attachments), every location with
-        the sha256 of its bytes, the bytes of copies that differ from the stored one, and advances the
-        user's watermark (IMAP: biggest UID; POP3: the UIDL set). Either all of it is written or none.
+        Writes the mails not stored yet (by identity: raw bytes, parsed fields, attachments), every
+        location with the sha256 of its bytes, the bytes of copies that differ from the stored one,
+        and advances the user's watermark: IMAP to the biggest UID of the chunk, but never past
+        ``watermark_cap`` (the caller's last UID before a message that failed); POP3 records the
+        chunk's UIDLs. Either all of it is written or none.
         """
-        prepared = [m if isinstance(m, Prepared) else prepare(m) for m in messages]
-        result = ChunkResult(parse_errors=[(p.remote.key, p.parsed.parse_error) for p in prepared if p.parsed.parse_error])
-        if not prepared:
+        result = ChunkResult(parse_errors=[(a.key, a.mail.parse_error) for a in arrivals if a.mail.parse_error])
+        if not arrivals:
             return result
         now = datetime.now(timezone.utc)
         with self.db.atomic() as con:
-            keys = sorted({p.dedup_key for p in prepared})
+            keys = sorted({a.mail.identity for a in arrivals})
             existing = {
                 k: (eid, sha)
                 for k, eid, sha in con.execute(
@@ -194,107 +185,62 @@ class MailMixin:
                     [keys],
                 ).fetchall()
             }
-            new: list[Prepared] = []
-            for p in prepared:
-                if p.dedup_key not in existing:
-                    existing[p.dedup_key] = (-1, p.raw_sha256)
-                    new.append(p)
+            new: list[MailRecord] = []
+            for a in arrivals:
+                if a.mail.identity not in existing:
+                    existing[a.mail.identity] = (-1, a.mail.raw_sha256)
+                    new.append(a.mail)
             if new:
                 ids = [r[0] for r in con.execute("SELECT nextval('email_id_seq') FROM range(?)", [len(new)]).fetchall()]
-                for p, eid in zip(new, ids):
-                    existing[p.dedup_key] = (eid, p.raw_sha256)
-                self._insert_emails(con, new, ids, user_id, now)
+                for m, eid in zip(new, ids):
+                    existing[m.identity] = (eid, m.raw_sha256)
+                insert_mails(con, new, ids, user_id, now)
                 result.new_ids = list(ids)
-            new_keys = {p.dedup_key for p in new}
-            result.present_ids = sorted({existing[p.dedup_key][0] for p in prepared if p.dedup_key not in new_keys})
-            result.by_key = {p.remote.key: existing[p.dedup_key][0] for p in prepared}
-            self._insert_locations(con, prepared, existing, account_id, folder, uidvalidity, user_id, now)
-            self._advance(con, prepared, user_id, account_id, protocol, folder, uidvalidity, now)
+            new_keys = {m.identity for m in new}
+            result.present_ids = sorted({existing[a.mail.identity][0] for a in arrivals if a.mail.identity not in new_keys})
+            result.by_key = {a.key: existing[a.mail.identity][0] for a in arrivals}
+            self._insert_locations(con, arrivals, existing, mailbox, user_id, now)
+            self._advance(con, arrivals, user_id, mailbox, watermark_cap, now)
         return result
 
     @staticmethod
-    def _insert_emails(con: Any, new: list[Prepared], ids: list[int], user_id: int, now: datetime) -> None:
-        cols: dict[str, list[Any]] = {name: [] for name in _EMAIL_SCHEMA.names}
-        att_rows: dict[str, list[Any]] = {name: [] for name in _ATTACHMENT_SCHEMA.names}
-        for p, eid in zip(new, ids):
-            m = p.parsed
-            values = {
-                "email_id": eid,
-                "dedup_key": p.dedup_key,
-                "message_id": m.message_id,
-                "fingerprint": p.fingerprint,
-                "direction": "incoming",
-                "status": "unread",
-                "from_address": m.from_.address if m.from_ else None,
-                "from_name": m.from_.name if m.from_ else None,
-                "to_addresses": [a.address for a in m.to if a.address],
-                "cc_addresses": [a.address for a in m.cc if a.address],
-                "reply_to": [a.address for a in m.reply_to if a.address],
-                "subject": m.subject,
-                "sent_at": m.date,
-                "in_reply_to": m.in_reply_to,
-                "references": list(m.references),
-                "body_text": m.text,
-                "body_html": m.html,
-                "has_attachments": any(not a.is_inline for a in m.attachments),
-                "size": len(p.remote.raw),
-                "raw": p.remote.raw,
-                "raw_sha256": p.raw_sha256,
-                "parse_error": m.parse_error,
-                "parse_defects": list(m.defects),
-                "downloaded_by": user_id,
-                "downloaded_at": now,
-            }
-            for name, value in values.items():
-                cols[name].append(value)
-            for att in m.attachments:
-                offset, length, encoding = att.source if att.source is not None else (None, None, None)
-                for name, value in (
-                    ("email_id", eid), ("part_index", att.index), ("filename", att.filename),
-                    ("content_type", att.content_type), ("size", att.size), ("sha256", att.sha256),
-                    ("is_inline", att.is_inline), ("content_id", att.content_id),
-                    ("content", None if att.source is not None else att.content),
-                    ("content_offset", offset), ("content_length", length), ("content_encoding", encoding),
-                ):
-                    att_rows[name].append(value)
-        insert_arrow(con, "emails", pa.table(cols, schema=_EMAIL_SCHEMA))
-        if att_rows["email_id"]:
-            insert_arrow(con, "attachment_parts", pa.table(att_rows, schema=_ATTACHMENT_SCHEMA))
-
-    @staticmethod
     def _insert_locations(
-        con: Any, prepared: list[Prepared], existing: dict[str, tuple[int, str]], account_id: int, folder: str,
-        uidvalidity: int, user_id: int, now: datetime,
+        con: Any, arrivals: Sequence[Arrival], existing: dict[str, tuple[int, str]], mailbox: Mailbox, user_id: int,
+        now: datetime,
     ) -> None:
         locs: dict[str, list[Any]] = {name: [] for name in _LOCATION_SCHEMA.names}
         copies: dict[str, list[Any]] = {"raw_sha256": [], "email_id": [], "raw": []}
         seen_copies: set[str] = set()
-        for p in prepared:
-            eid, stored_sha = existing[p.dedup_key]
-            r = p.remote
+        for a in arrivals:
+            m = a.mail
+            eid, stored_sha = existing[m.identity]
             for name, value in (
-                ("email_id", eid), ("account_id", account_id), ("folder", folder), ("uidvalidity", uidvalidity),
-                ("uid", r.uid), ("uidl", None if r.uid is not None else r.key), ("raw_sha256", p.raw_sha256),
-                ("size", len(r.raw)), ("downloaded_by", user_id), ("downloaded_at", now),
-                ("loc_key", location_key(account_id, folder, uidvalidity, r.key)),
+                ("email_id", eid), ("account_id", mailbox.account_id), ("folder", mailbox.folder),
+                ("uidvalidity", mailbox.uidvalidity), ("uid", a.uid), ("uidl", a.uidl), ("raw_sha256", m.raw_sha256),
+                ("size", m.size), ("downloaded_by", user_id), ("downloaded_at", now),
+                ("loc_key", location_key(mailbox.account_id, mailbox.folder, mailbox.uidvalidity, a.key)),
             ):
                 locs[name].append(value)
-            if p.raw_sha256 != stored_sha and p.raw_sha256 not in seen_copies:
-                seen_copies.add(p.raw_sha256)
-                copies["raw_sha256"].append(p.raw_sha256)
+            if m.raw_sha256 != stored_sha and m.raw_sha256 not in seen_copies:
+                seen_copies.add(m.raw_sha256)
+                copies["raw_sha256"].append(m.raw_sha256)
                 copies["email_id"].append(eid)
-                copies["raw"].append(r.raw)
+                copies["raw"].append(m.raw)
         insert_arrow(con, "email_locations", pa.table(locs, schema=_LOCATION_SCHEMA), on_conflict_ignore=True)
         if copies["raw"]:
             insert_arrow(con, "raw_copies", pa.table(copies, schema=_COPY_SCHEMA), on_conflict_ignore=True)
 
     @staticmethod
     def _advance(
-        con: Any, prepared: list[Prepared], user_id: int, account_id: int, protocol: str, folder: str,
-        uidvalidity: int, now: datetime,
+        con: Any, arrivals: Sequence[Arrival], user_id: int, mailbox: Mailbox, cap: int | None, now: datetime,
     ) -> None:
-        if protocol == "imap":
-            top = max(p.remote.uid or 0 for p in prepared)
+        account_id, folder, uidvalidity = mailbox.account_id, mailbox.folder, mailbox.uidvalidity
+        if mailbox.protocol == "imap":
+            top = max(a.uid or 0 for a in arrivals)
+            if cap is not None:
+                top = min(top, cap)
+            if top <= 0:
+                return
             con.execute(
                 "INSERT INTO sync_state (user_id, account_id, folder, uidvalidity, last_uid, updated_at)"
                 " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (user_id, account_id, folder) DO UPDATE SET"
@@ -304,20 +250,11 @@ class MailMixin:
                 [user_id, account_id, folder, uidvalidity, top, now],
             )
         else:
-            uidls = sorted({p.remote.key for p in prepared})
+            uidls = sorted({a.key for a in arrivals})
             con.execute(
                 "INSERT INTO sync_uidls (user_id, account_id, uidl, downloaded_at)"
                 " SELECT ?, ?, u, ? FROM unnest(?::VARCHAR[]) AS t(u) ON CONFLICT DO NOTHING",
                 [user_id, account_id, now, uidls],
-            )
-
-    def reset_watermark(self, user_id: int, account_id: int, folder: str, uidvalidity: int) -> None:
-        """Record that the folder's UIDVALIDITY changed: the user's watermark starts again from 0."""
-        with self.db.atomic() as con:
-            con.execute(
-                "UPDATE sync_state SET uidvalidity = ?, last_uid = 0, updated_at = current_timestamp"
-                " WHERE user_id = ? AND account_id = ? AND folder = ? AND uidvalidity <> ?",
-                [uidvalidity, user_id, account_id, folder, uidvalidity],
             )
 
     # -- reading -----------------------------------------------------------------------------
@@ -382,6 +319,36 @@ class MailMixin:
         """How many mails are stored."""
         with self.db.connect() as con:
             return int(con.execute("SELECT count(*) FROM emails").fetchone()[0])
+
+
+def insert_mails(con: Any, mails: Sequence[MailRecord], ids: Sequence[int], user_id: int | None, now: datetime) -> None:
+    """Bulk-insert new ``emails`` rows and their ``attachment_parts``, in the caller's transaction."""
+    cols: dict[str, list[Any]] = {name: [] for name in _EMAIL_SCHEMA.names}
+    att_rows: dict[str, list[Any]] = {name: [] for name in _ATTACHMENT_SCHEMA.names}
+    for m, eid in zip(mails, ids):
+        values = {
+            "email_id": eid, "dedup_key": m.identity, "message_id": m.message_id, "fingerprint": m.fingerprint,
+            "direction": "incoming", "status": "unread", "from_address": m.from_address, "from_name": m.from_name,
+            "to_addresses": m.to_addresses, "cc_addresses": m.cc_addresses, "reply_to": m.reply_to,
+            "subject": m.subject, "sent_at": m.sent_at, "in_reply_to": m.in_reply_to, "references": m.references,
+            "body_text": m.body_text, "body_html": m.body_html, "has_attachments": m.has_attachments,
+            "size": m.size, "raw": m.raw, "raw_sha256": m.raw_sha256, "parse_error": m.parse_error,
+            "parse_defects": m.parse_defects, "downloaded_by": user_id, "downloaded_at": now,
+        }
+        for name, value in values.items():
+            cols[name].append(value)
+        for att in m.attachments:
+            offset, length, encoding = att.place if att.place is not None else (None, None, None)
+            for name, value in (
+                ("email_id", eid), ("part_index", att.part_index), ("filename", att.filename),
+                ("content_type", att.content_type), ("size", att.size), ("sha256", att.sha256),
+                ("is_inline", att.is_inline), ("content_id", att.content_id), ("content", att.content),
+                ("content_offset", offset), ("content_length", length), ("content_encoding", encoding),
+            ):
+                att_rows[name].append(value)
+    insert_arrow(con, "emails", pa.table(cols, schema=_EMAIL_SCHEMA))
+    if att_rows["email_id"]:
+        insert_arrow(con, "attachment_parts", pa.table(att_rows, schema=_ATTACHMENT_SCHEMA))
 
 
 def _quoted(names: Sequence[str]) -> str:

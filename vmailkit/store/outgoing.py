@@ -14,9 +14,9 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..errors import NotFoundError
-from ..transport.base import RemoteMessage
 from .db import Database
-from .mail import MailMixin, location_key, prepare
+from .mail import insert_mails, location_key
+from .records import MailRecord
 
 #: The rule recorded on links a reply inherits from the mail it answers.
 REPLY_LINK_RULE = "reply.thread"
@@ -30,7 +30,7 @@ class OutgoingMixin:
     def save_outgoing(
         self,
         *,
-        raw: bytes,
+        mail: MailRecord,
         account_id: int,
         user_id: int | None,
         envelope_from: str,
@@ -44,25 +44,24 @@ class OutgoingMixin:
     ) -> int:
         """Store a message the SMTP server accepted and return its ``email_id``, in one transaction.
 
-        Writes the ``emails`` row (parsed like a received mail, exact ``raw`` bytes, ``outgoing``,
+        Writes the ``emails`` row (``mail``: parsed like a received mail, exact bytes, ``outgoing``,
         ``read``), its attachments, the ``email_sends`` row and, when it answers a stored mail, a copy
         of every link of that mail (origin ``auto``, rule ``reply.thread``; links the user removed
         from the new mail cannot exist yet). Either all of it is written or none. Raises
         :class:`NotFoundError` when ``in_reply_to_email_id`` is not a stored mail.
         """
-        p = prepare(RemoteMessage(key="", uid=None, raw=raw))
         now = datetime.now(timezone.utc)
         with self.db.atomic() as con:
             # results are fetched completely: DuckDB refuses to register an Arrow table beside an open result
             if in_reply_to_email_id is not None and not con.execute(
                     "SELECT 1 FROM emails WHERE email_id = ?", [in_reply_to_email_id]).fetchall():
                 raise NotFoundError(f"no mail with id {in_reply_to_email_id}")
-            rows = con.execute("SELECT email_id FROM emails WHERE dedup_key = ?", [p.dedup_key]).fetchall()
+            rows = con.execute("SELECT email_id FROM emails WHERE dedup_key = ?", [mail.identity]).fetchall()
             if rows:  # the same bytes stored before (e.g. downloaded from a Sent folder)
                 email_id = int(rows[0][0])
             else:
                 email_id = int(con.execute("SELECT nextval('email_id_seq')").fetchall()[0][0])
-                MailMixin._insert_emails(con, [p], [email_id], user_id, now)  # type: ignore[arg-type]
+                insert_mails(con, [mail], [email_id], user_id, now)
             con.execute("UPDATE emails SET direction = 'outgoing', status = 'read' WHERE email_id = ?", [email_id])
             con.execute(
                 "INSERT INTO email_sends (email_id, account_id, in_reply_to_email_id, reply_all, envelope_from,"

@@ -1,13 +1,14 @@
 """Transports: one session class per protocol, both with the same shape.
 
 ``open_session(account, password)`` returns an :class:`ImapSession` or :class:`Pop3Session`
-(context managers). Sessions list keys, fetch headers and fetch raw messages in chunks; they
-never change the server.
+(context managers), both implementing :class:`SessionBase`: they list message references past a
+watermark, fetch header fields and fetch messages by reference in chunks; they never change the
+server.
 """
 from __future__ import annotations
 
 from ..accounts import Account
-from .base import DEFAULT_TIMEOUT, RemoteHeader, RemoteMessage, tls_context
+from .base import DEFAULT_TIMEOUT, FetchedChunk, FetchFailure, RemoteHeader, RemoteMessage, SessionBase, tls_context
 from .imap import ImapSession
 from .pop3 import Pop3Session
 
@@ -21,4 +22,5 @@ def open_session(account: Account, password: str, *, timeout: float = DEFAULT_TI
     return Pop3Session(account, password, timeout=timeout)
 
 
-__all__ = ["ImapSession", "Pop3Session", "RemoteHeader", "RemoteMessage", "Session", "open_session", "tls_context", "DEFAULT_TIMEOUT"]
+__all__ = ["ImapSession", "Pop3Session", "FetchedChunk", "FetchFailure", "RemoteHeader", "RemoteMessage", "Session",
+           "SessionBase", "open_session", "tls_context", "DEFAULT_TIMEOUT"]

@@ -12,27 +12,35 @@ from imap_tools import MailBox, MailBoxStartTls, MailBoxUnencrypted
 from imap_tools.errors import MailboxLoginError, MailboxStarttlsError
 
 from ..accounts import Account
-from ..errors import ProtocolError
+from ..errors import MailServerError, ProtocolError
+from ..refs import MessageRef, Watermark
 from .base import (
     DEFAULT_TIMEOUT,
+    GONE,
+    FetchedChunk,
+    FetchFailure,
     RemoteHeader,
     RemoteMessage,
     SessionBase,
     auth_failed,
+    connection_lost,
     decode_server_text,
     end_quietly,
+    is_hangup,
     mapped_errors,
     set_nodelay,
     starttls_missing,
     tls_context,
 )
 from .imap_response import (
+    NOT_SENT,
     FetchParseError,
     body_item,
     compress_uids,
     fast_header_items,
     has_attachments,
     parse_fetch,
+    read_bodies,
 )
 
 # imaplib refuses response lines over 1 MB; a BODYSTRUCTURE of a message with thousands of parts can
@@ -81,6 +89,10 @@ class ImapSession(SessionBase):
                 mb.login(acc.login, password, initial_folder=None)
             except MailboxLoginError as exc:
                 raise auth_failed(acc, decode_server_text(getattr(exc, "command_result", ("", [b""]))[1])) from None
+            except imaplib.IMAP4.abort as exc:
+                if is_hangup(exc):
+                    raise connection_lost(acc, "login") from None
+                raise ProtocolError(acc.name, f"unexpected answer to LOGIN: {decode_server_text(exc.args[0] if exc.args else exc)[:200]}") from None
             except imaplib.IMAP4.error as exc:
                 raise auth_failed(acc, str(exc)) from None
             finally:
@@ -126,6 +138,8 @@ class ImapSession(SessionBase):
         with mapped_errors(self.account, command.lower()):
             try:
                 typ, data = self.mailbox.client.uid(command, *args)
+            except imaplib.IMAP4.abort:
+                raise  # mapped_errors: a lost connection, or an answer that made imaplib give up
             except imaplib.IMAP4.error as exc:
                 raise ProtocolError(self.account.name, f"UID {command} failed: {exc}") from None
         if typ != "OK":
@@ -144,9 +158,21 @@ class ImapSession(SessionBase):
         uids = [int(x) for chunk in data if chunk for x in chunk.split()]
         return sorted(u for u in uids if u > last_uid)
 
-    def headers(self, uids: Iterable[int]) -> Iterator[RemoteHeader]:
-        """Header fields, size and attachment flag for ``uids``, one UID FETCH per chunk."""
-        uids = sorted(set(uids))
+    def describe(self) -> str:
+        """How many messages the examined folder holds."""
+        return f"{self.exists} messages in {self.folder}"
+
+    def new_refs(self, watermark: Watermark) -> list[MessageRef]:
+        """References past the watermark's UID (every message when the UIDVALIDITY differs), ascending."""
+        last = watermark.last_uid if watermark.uidvalidity == self.uidvalidity else 0
+        return [self.ref(uid) for uid in self.uids_above(last)]
+
+    def headers(self, refs: Iterable[MessageRef]) -> Iterator[RemoteHeader]:
+        """Header fields, size and attachment flag of ``refs``, one UID FETCH per chunk.
+
+        References to another folder or UIDVALIDITY, and UIDs no longer on the server, are skipped.
+        """
+        uids = sorted({r.uid for r in refs if r.uid is not None and self.check_ref(r) is None})
         for start in range(0, len(uids), HEADER_CHUNK):
             chunk = uids[start:start + HEADER_CHUNK]
             data = self._uid(
@@ -159,64 +185,92 @@ class ImapSession(SessionBase):
             if fast is not None:
                 for uid, size, header, attached in fast:
                     if uid in wanted:
-                        yield RemoteHeader(key=str(uid), uid=uid, size=size, header=header, has_attachments=attached)
+                        yield RemoteHeader(self.ref(uid, size), header=header, has_attachments=attached)
                 continue
             for item in self._parse(data):
                 uid = _int(item.get("UID"))
                 if uid is None or uid not in wanted:
                     continue
                 yield RemoteHeader(
-                    key=str(uid),
-                    uid=uid,
-                    size=_int(item.get("RFC822.SIZE")) or 0,
+                    self.ref(uid, _int(item.get("RFC822.SIZE")) or 0),
                     header=body_item(item) or b"",
                     has_attachments=has_attachments(item.get("BODYSTRUCTURE")),
                 )
 
     def sizes(self, uids: Iterable[int]) -> dict[int, int]:
-        """RFC822.SIZE of each UID (to plan download chunks)."""
+        """RFC822.SIZE of each UID still on the server (to plan download chunks)."""
         uids = sorted(set(uids))
         sizes: dict[int, int] = {}
         for start in range(0, len(uids), 5000):
             chunk = uids[start:start + 5000]
+            wanted = set(chunk)
             for item in self._parse(self._uid("FETCH", compress_uids(chunk), "(UID RFC822.SIZE)")):
                 uid = _int(item.get("UID"))
-                if uid is not None:
+                if uid is not None and uid in wanted:
                     sizes[uid] = _int(item.get("RFC822.SIZE")) or 0
         return sizes
 
     # -- download ----------------------------------------------------------------------------
-    def fetch(self, uids: Iterable[int], *, chunk_bytes: int = BODY_CHUNK_BYTES) -> Iterator[list[RemoteMessage]]:
-        """Yield chunks of messages with their exact bytes (``BODY.PEEK[]``), ascending UID.
+    def fetch(self, refs: Iterable[MessageRef], *, chunk_bytes: int = BODY_CHUNK_BYTES) -> Iterator[FetchedChunk]:
+        """Fetch ``refs`` with their exact bytes (``BODY.PEEK[]``) in chunks of about ``chunk_bytes``.
 
-        A UID that no longer exists on the server is skipped.
+        A reference to another folder or UIDVALIDITY fails with "the mailbox changed", a UID no
+        longer on the server with "no longer on the server"; an answer the client does not fully
+        understand fails that message. When the connection breaks, the messages that arrived
+        complete are returned in an ``interrupted`` chunk and the generator ends.
         """
-        uids = sorted(set(uids))
-        sizes = self.sizes(uids)
+        by_uid: dict[int, MessageRef] = {}
+        failures: list[FetchFailure] = []
+        for ref in refs:
+            reason = self.check_ref(ref)
+            if reason is not None:
+                failures.append(FetchFailure(ref, reason))
+            elif ref.uid is not None:
+                by_uid.setdefault(ref.uid, ref)
+        try:
+            sizes = self.sizes(by_uid) if by_uid else {}
+        except MailServerError as exc:
+            yield FetchedChunk(failures=failures, interrupted=exc)
+            return
+        failures += [FetchFailure(by_uid[u], GONE) for u in sorted(by_uid) if u not in sizes]
+        if failures:
+            yield FetchedChunk(failures=failures)
         chunk: list[int] = []
         total = 0
-        for uid in uids:
-            if uid not in sizes:
-                continue
+        for uid in sorted(sizes):
             chunk.append(uid)
             total += sizes[uid]
             if total >= chunk_bytes or len(chunk) >= BODY_CHUNK_MAX:
-                yield self._fetch_chunk(chunk)
+                result = self._fetch_chunk(chunk, by_uid)
+                yield result
+                if result.interrupted is not None:
+                    return
                 chunk, total = [], 0
         if chunk:
-            yield self._fetch_chunk(chunk)
+            yield self._fetch_chunk(chunk, by_uid)
 
-    def _fetch_chunk(self, uids: list[int]) -> list[RemoteMessage]:
-        data = self._uid("FETCH", compress_uids(uids), "(UID BODY.PEEK[])")
-        wanted = set(uids)
-        out: dict[int, RemoteMessage] = {}
-        for item in self._parse(data):
-            uid = _int(item.get("UID"))
-            raw = item.get("BODY[]")
-            if uid is None or uid not in wanted or not isinstance(raw, bytes):
-                continue
-            out[uid] = RemoteMessage(key=str(uid), uid=uid, raw=raw)
-        return [out[u] for u in uids if u in out]
+    def _fetch_chunk(self, uids: list[int], refs: dict[int, MessageRef]) -> FetchedChunk:
+        assert self.mailbox is not None
+        client = self.mailbox.client
+        client.untagged_responses.pop("FETCH", None)  # nothing left over from an earlier command
+        interrupted: MailServerError | None = None
+        try:
+            data = self._uid("FETCH", compress_uids(uids), "(UID BODY.PEEK[])")
+        except MailServerError as exc:
+            if not exc.retryable:
+                raise
+            # what arrived before the break: complete messages only (read_bodies checks every literal)
+            data = client.untagged_responses.pop("FETCH", [])
+            interrupted = exc
+        bodies, problems = read_bodies(data, set(uids))
+        chunk = FetchedChunk(
+            messages=[RemoteMessage(refs[u], bodies[u]) for u in uids if u in bodies],
+            failures=[FetchFailure(refs[u], problems[u]) for u in uids if u in problems],
+            interrupted=interrupted,
+        )
+        if interrupted is None:
+            chunk.failures += [FetchFailure(refs[u], NOT_SENT) for u in uids if u not in bodies and u not in problems]
+        return chunk
 
     def _parse(self, data: list) -> list[dict]:
         try:

@@ -13,7 +13,7 @@ from typing import Any
 
 _TOKEN = re.compile(
     rb'\s*(?:(?P<open>\()|(?P<close>\))|"(?P<quoted>(?:\\.|[^"\\])*)"'
-    rb"|\{(?P<literal>\d+)\}\s*$"
+    rb"|~?\{(?P<literal>\d+)\}\s*$"  # a literal, or an RFC 3516 literal8 ~{n}
     rb"|(?P<atom>[^\s()\"\[\]{]+(?:\[[^\]]*\](?:<\d+>)?)?))",
     re.S,
 )
@@ -45,6 +45,8 @@ def _tokens(text: bytes, literal: bytes | None) -> Iterator[Any]:
         elif kind == "literal":
             if literal is None:
                 raise FetchParseError("literal announced but not delivered")
+            if len(literal) != int(m.group("literal")):
+                raise FetchParseError(f"literal of {int(m.group('literal'))} bytes cut short at {len(literal)}")
             yield (_LITERAL, literal)
             literal = None
         else:
@@ -86,6 +88,80 @@ def _parse_one(parts: list[tuple[bytes, bytes | None]]) -> dict[str, Any]:
         if isinstance(key, bytes):
             result[key.decode("ascii", "replace").upper()] = pairs[i + 1]
     return result
+
+
+def _messages(data: Iterable[Any]) -> Iterator[list[tuple[bytes, bytes | None]]]:
+    """imaplib's flat FETCH list cut into one list of (text, literal) parts per message.
+
+    A trailing message whose closing line never came (the connection broke) is not yielded.
+    """
+    parts: list[tuple[bytes, bytes | None]] = []
+    for item in data:
+        if item is None:
+            continue
+        if isinstance(item, tuple):
+            parts.append((item[0], item[1]))
+            continue
+        parts.append((item, None))
+        yield parts
+        parts = []
+
+
+_ANY_UID = re.compile(rb"\bUID\s+(\d+)", re.I)
+
+NIL_BODY = "the server sent no content for it (NIL); it may be damaged on the server"
+NO_BODY = "the server answered without its content"
+UNREADABLE = "the server's answer for it could not be understood"
+TWICE = "the server sent it twice with different content"
+NOT_SENT = "the server did not send it"
+
+
+def read_bodies(data: Iterable[Any], wanted: set[int]) -> tuple[dict[int, bytes], dict[int, str]]:
+    """The ``BODY[]`` of each wanted UID in a ``UID FETCH (UID BODY.PEEK[])`` answer, and what went wrong.
+
+    Returns (bodies by UID, reasons by UID). Only complete, understood answers become bodies: an
+    RFC 3516 literal8, items in any order and FETCH responses the server adds on its own (flag
+    updates without a body, UIDs not asked for) are handled; a NIL or missing body, a literal cut
+    short, an answer the parser does not understand or two different bodies for one UID give that
+    UID a reason instead. A UID of ``wanted`` in neither result was not answered at all.
+    """
+    bodies: dict[int, bytes] = {}
+    problems: dict[int, str] = {}
+    for parts in _messages(data):
+        try:
+            item = _parse_one(parts)
+        except FetchParseError:
+            found = _ANY_UID.search(b" ".join(t for t, _ in parts))
+            if found and int(found.group(1)) in wanted:
+                problems[int(found.group(1))] = UNREADABLE
+            continue
+        uid = _uid_of(item)
+        if uid is None or uid not in wanted:
+            continue  # an unsolicited update (FLAGS), or a message not asked for: never stored
+        if "BODY[]" not in item:
+            if not any(k.startswith(("BODY[", "BINARY[", "RFC822")) for k in item):
+                continue  # e.g. a FLAGS update that names the UID
+            problems.setdefault(uid, NO_BODY)
+            continue
+        body = item["BODY[]"]
+        if body is None:
+            problems[uid] = NIL_BODY
+        elif not isinstance(body, bytes):
+            problems[uid] = UNREADABLE
+        elif uid in bodies and bodies[uid] != body:
+            problems[uid] = TWICE
+        else:
+            bodies[uid] = body
+    for uid in problems:
+        bodies.pop(uid, None)
+    return bodies, problems
+
+
+def _uid_of(item: dict[str, Any]) -> int | None:
+    value = item.get("UID")
+    if isinstance(value, bytes) and value.isdigit():
+        return int(value)
+    return None
 
 
 def parse_fetch(data: Iterable[Any]) -> list[dict[str, Any]]:

@@ -8,9 +8,13 @@ import poplib
 from collections.abc import Iterable, Iterator
 
 from ..accounts import Account
-from ..errors import ProtocolError
+from ..errors import MailServerError, ProtocolError
+from ..refs import MessageRef, Watermark
 from .base import (
     DEFAULT_TIMEOUT,
+    GONE,
+    FetchedChunk,
+    FetchFailure,
     RemoteHeader,
     RemoteMessage,
     SessionBase,
@@ -41,7 +45,7 @@ class _LongLines:
         if len(line) > MAX_LINE:
             raise poplib.error_proto("line too long")
         if not line:
-            raise poplib.error_proto("-ERR EOF")
+            raise EOFError("the server closed the connection")  # a lost connection, not a rejection
         octets = len(line)
         if line[-2:] == b"\r\n":
             return line[:-2], octets
@@ -132,11 +136,22 @@ class Pop3Session(SessionBase):
         """Every UIDL on the server, in message-number order (oldest first)."""
         return sorted(self._numbers, key=self._numbers.__getitem__)
 
-    def _answers(self, verb: str, uidls: Iterable[str], extra: str = "") -> Iterator[tuple[str, int, list[bytes]]]:
-        """Send ``VERB n extra`` for each known UIDL and yield (uidl, n, lines) in order.
+    def describe(self) -> str:
+        """How many messages the mailbox holds."""
+        return f"{len(self._numbers)} messages"
 
-        With the server's PIPELINING capability (RFC 2449) commands go out in windows of
+    def new_refs(self, watermark: Watermark) -> list[MessageRef]:
+        """References of the messages whose UIDL is not in the watermark, oldest first."""
+        return [self.ref(u, self._sizes.get(self._numbers[u], 0)) for u in self.uidls() if u not in watermark.uidls]
+
+    def _answers(self, verb: str, uidls: Iterable[str], extra: str = "") -> Iterator[tuple[str, int, list[bytes] | None, str]]:
+        """Send ``VERB n extra`` for each known UIDL; yield (uidl, n, lines, error) as each answer arrives.
+
+        ``lines`` is None and ``error`` the server's words when it answered ``-ERR`` for that
+        message. With the server's PIPELINING capability (RFC 2449) commands go out in windows of
         :data:`PIPELINE_WINDOW`, so a thousand messages cost a few round trips instead of a thousand.
+        Raises :class:`MailServerError` when the connection fails (after yielding every complete
+        answer before it).
         """
         assert self.client is not None
         client = self.client
@@ -144,49 +159,68 @@ class Pop3Session(SessionBase):
         window = PIPELINE_WINDOW if self._pipelining else 1
         for start in range(0, len(todo), window):
             batch = todo[start:start + window]
-            failed: str | None = None
             with mapped_errors(self.account, verb):
                 for _, num in batch:
                     client._putcmd(f"{verb} {num}{extra}")  # type: ignore[attr-defined]
-                answers: list[list[bytes] | None] = []
-                for _, num in batch:  # read every answer, even after an -ERR, to stay in step
+            for uidl, num in batch:  # read every answer, even after an -ERR, to stay in step
+                with mapped_errors(self.account, verb):
                     try:
                         _, lines, _ = client._getlongresp()  # type: ignore[attr-defined]
-                        answers.append(lines)
                     except poplib.error_proto as exc:
-                        failed = failed or f"{verb} {num} failed: {_text(exc)}"
-                        answers.append(None)
-            for (uidl, num), lines in zip(batch, answers):
-                if lines is not None:
-                    yield uidl, num, lines
-            if failed:
-                raise ProtocolError(self.account.name, failed)
+                        yield uidl, num, None, _text(exc)
+                        continue
+                yield uidl, num, lines, ""
 
-    def headers(self, uidls: Iterable[str]) -> Iterator[RemoteHeader]:
-        """Headers (``TOP n 0``) and sizes of ``uidls``; unknown UIDLs are skipped.
+    def headers(self, refs: Iterable[MessageRef]) -> Iterator[RemoteHeader]:
+        """Headers (``TOP n 0``) and sizes of ``refs``; UIDLs no longer on the server are skipped.
 
         POP3 shows no body structure before download: ``has_attachments`` is true for
         ``multipart/mixed`` messages.
         """
-        for uidl, num, lines in self._answers("TOP", uidls, " 0"):
+        uidls = [r.key for r in refs if self.check_ref(r) is None]
+        for uidl, num, lines, _ in self._answers("TOP", uidls, " 0"):
+            if lines is None:
+                continue  # deleted by another client since the listing
             header = b"\r\n".join(lines) + b"\r\n"
-            yield RemoteHeader(
-                key=uidl, uid=None, size=self._sizes.get(num, 0), header=header,
-                has_attachments=_multipart_mixed(header),
-            )
+            yield RemoteHeader(self.ref(uidl, self._sizes.get(num, 0)), header=header,
+                               has_attachments=_multipart_mixed(header))
 
-    def fetch(self, uidls: Iterable[str], *, chunk_bytes: int = FETCH_CHUNK_BYTES) -> Iterator[list[RemoteMessage]]:
-        """Yield chunks of messages (``RETR``), with the bytes as sent, dot-unstuffed, CRLF line ends."""
-        chunk: list[RemoteMessage] = []
+    def fetch(self, refs: Iterable[MessageRef], *, chunk_bytes: int = FETCH_CHUNK_BYTES) -> Iterator[FetchedChunk]:
+        """Fetch ``refs`` (``RETR``) in chunks, with the bytes as sent, dot-unstuffed, CRLF line ends.
+
+        A UIDL no longer on the server fails with "no longer on the server". When the connection
+        breaks, the messages that arrived complete are returned in an ``interrupted`` chunk.
+        """
+        wanted: dict[str, MessageRef] = {}
+        failures: list[FetchFailure] = []
+        for ref in refs:
+            reason = self.check_ref(ref)
+            if reason is None and ref.key not in self._numbers:
+                reason = GONE
+            if reason is not None:
+                failures.append(FetchFailure(ref, reason))
+            else:
+                wanted.setdefault(ref.key, ref)
+        if failures:
+            yield FetchedChunk(failures=failures)
+        chunk = FetchedChunk()
         total = 0
-        for uidl, _, lines in self._answers("RETR", uidls):
-            raw = b"\r\n".join(lines) + b"\r\n" if lines else b""
-            chunk.append(RemoteMessage(key=uidl, uid=None, raw=raw))
-            total += len(raw)
-            if total >= chunk_bytes or len(chunk) >= FETCH_CHUNK_MAX:
-                yield chunk
-                chunk, total = [], 0
-        if chunk:
+        try:
+            for uidl, _, lines, error in self._answers("RETR", wanted):
+                if lines is None:
+                    chunk.failures.append(FetchFailure(wanted[uidl], f"the server refused to send it: {error}"[:300]))
+                    continue
+                raw = b"\r\n".join(lines) + b"\r\n" if lines else b""
+                chunk.messages.append(RemoteMessage(wanted[uidl], raw))
+                total += len(raw)
+                if total >= chunk_bytes or len(chunk.messages) >= FETCH_CHUNK_MAX:
+                    yield chunk
+                    chunk, total = FetchedChunk(), 0
+        except MailServerError as exc:
+            if not exc.retryable:
+                raise
+            chunk.interrupted = exc
+        if chunk.messages or chunk.failures or chunk.interrupted is not None:
             yield chunk
 
 

@@ -10,9 +10,9 @@ import ipywidgets as W
 import pandas as pd
 
 from .. import render
-from ..errors import ValidationError
+from ..errors import NotFoundError, ValidationError, VmailkitError
 from ..store import EmailFilter
-from .common import Column, Pager, Panel, RowTable, esc, labelled
+from .common import Column, Pager, Panel, RowTable, esc, labelled, note
 
 #: CRM record types in the order the workbench offers them, with their labels.
 ENTITY_CHOICES: list[tuple[str, str]] = [
@@ -41,6 +41,23 @@ LIST_COLUMNS = [
 
 def _day_start(d: date | None) -> datetime | None:
     return None if d is None else datetime.combine(d, time.min, tzinfo=timezone.utc)
+
+
+#: Attachments the reader shows per page; a mail with more parts gets a page control.
+ATTACHMENT_PAGE = 50
+#: Page sizes offered for the attachment list (the control shows when a mail has more than the smallest).
+ATTACHMENT_PAGE_SIZES = (25, 50, 100)
+
+
+@dataclasses.dataclass
+class _AttachmentSlot:
+    """The widgets of one attachment row, made once and reused for every page and every mail."""
+
+    label: W.HTML
+    save: W.Button
+    download: W.Button
+    link: W.HTML
+    row: W.HBox
 
 
 class MailListPanel(Panel):
@@ -215,7 +232,11 @@ class MailReaderPanel(Panel):
 
     ``MailReaderPanel(store, user=None, on_change=None, save_dir=".")``: ``on_change()`` is called after
     a status change (give it ``mail_list.refresh``). Public: :meth:`open`, :meth:`show_remote_images`,
-    :meth:`show_text`, :meth:`mark`, :meth:`save_attachment`, :meth:`reply`.
+    :meth:`show_text`, :meth:`mark`, :meth:`save_attachment`, :meth:`download_link`, :meth:`reply`.
+
+    Opening a mail reads its attachment list once, without content, and shows it a page at a time
+    (:data:`ATTACHMENT_PAGE` rows, :attr:`attachments_pager`); a part's content is read only when
+    its Save or Download button is pressed, so opening costs time in proportion to the mail's size.
     """
 
     def __init__(self, store: Any, user: str | None = None, *, on_change: Callable[[], None] | None = None,
@@ -242,6 +263,17 @@ class MailReaderPanel(Panel):
         self.status_label = W.HTML()
         self.status_label.add_class("vmk-status")
         self.attachments_box = W.VBox([])
+        self.attachments_box.add_class("vmk-attachments")
+        #: The open mail's attachments without content (:func:`vmailkit.render.attachment_list`).
+        self.attachments: pd.DataFrame = pd.DataFrame()
+        self.attachments_pager = Pager(self.guard(self._show_attachments, "list attachments"),
+                                       page_size=ATTACHMENT_PAGE, sizes=ATTACHMENT_PAGE_SIZES)
+        self.attachments_pager.widget.add_class("vmk-attachment-pager")
+        self.attachments_pager.widget.layout.display = "none"
+        self._slots: list[_AttachmentSlot] = []
+        self._page_parts: list[int] = []
+        self._no_attachments = W.HTML("<i>none</i>")
+        self._subject: str | None = None
         self.save_dir = W.Text(value=save_dir, description="Save to", layout=W.Layout(width="30em"))
         self.relations = W.HTML()
         self.relations.add_class("vmk-relations")
@@ -253,9 +285,10 @@ class MailReaderPanel(Panel):
         actions = W.HBox([self.read_button, self.unread_button, self.status_label, self.reply_button, self.reply_all_button])
         self.content = W.VBox([self.headers, actions, W.HBox([self.text_toggle, self.remote_button]), self.body,
                                W.HTML("<b>Attachments</b>"), self.save_dir, self.attachments_box,
-                               W.HTML("<b>Related to</b>"), self.relations],
+                               self.attachments_pager.widget, W.HTML("<b>Related to</b>"), self.relations],
                               layout=W.Layout(display="none"))
-        self.placeholder = W.HTML("<i>Open a mail from the list.</i>")
+        self.placeholder = W.HTML(self._PLACEHOLDER)
+        self.placeholder.add_class("vmk-reader-placeholder")
         parts: list[W.Widget] = [self.placeholder, self.content]
         if reply_panel is not None:
             parts.append(reply_panel.widget)
@@ -271,34 +304,110 @@ class MailReaderPanel(Panel):
         self.reply_all_button.on_click(self.guard(lambda _b: self.reply(reply_all=True), "reply all"))
 
     # -- showing --------------------------------------------------------------------------------
-    def open(self, email_id: int) -> None:
-        """Show a mail (remote images blocked again, HTML body preferred)."""
-        with self.store.session():
-            self._open(int(email_id))
+    _PLACEHOLDER = "<i>Open a mail from the list.</i>"
+
+    def open(self, email_id: int) -> bool:
+        """Show a mail (remote images blocked again, HTML body preferred); True when it is shown.
+
+        Whatever was on screen is cleared first, so a mail that fails to open never leaves another
+        mail's subject, body, attachments or relations displayed. Never raises: when the mail cannot
+        be read at all, the panel says so in plain words (details in :attr:`log`) and returns False;
+        when only its body, attachment list or relations fail, that place says so and the rest of
+        the mail is shown.
+        """
+        self._clear()
+        if self.reply_panel is not None and hasattr(self.reply_panel, "close"):
+            self.guard(self.reply_panel.close, "close the reply")()
+        try:
+            with self.store.session():
+                self._open(int(email_id))
+        except Exception as exc:  # noqa: BLE001 - shown in plain words, details in the log
+            self._failed(exc)
+            return False
         self.placeholder.layout.display = "none"
         self.content.layout.display = ""
-        if self.reply_panel is not None and hasattr(self.reply_panel, "close"):
-            self.reply_panel.close()
+        return True
+
+    def _clear(self) -> None:
+        """Forget and blank everything shown about the previous mail."""
+        self.email_id = None
+        self.rendered = None
+        self._subject = None
+        self.message.value = ""
+        self.content.layout.display = "none"
+        self.placeholder.value = self._PLACEHOLDER
+        self.placeholder.layout.display = ""
+        self.headers.value = ""
+        self.body.value = ""
+        self.status_label.value = ""
+        self.remote_button.layout.display = "none"
+        self.text_toggle.layout.display = "none"
+        self.attachments = pd.DataFrame()
+        self._page_parts = []
+        for slot in self._slots:
+            slot.link.value = ""
+        self.attachments_box.children = []
+        self.attachments_pager.widget.layout.display = "none"
+        self.relations.value = ""
+
+    def _failed(self, exc: Exception) -> None:
+        """Show that the mail could not be opened: plain words on screen, the details in the log."""
+        about = f"The mail “{render.display_text(self._subject)}”" if self._subject else "This mail"
+        if isinstance(exc, NotFoundError):
+            text = f"{about} is no longer in the store; it may have been deleted. Pick another mail from the list."
+        elif isinstance(exc, VmailkitError):
+            text = f"{about} could not be opened: {exc}"
+        else:
+            text = f"{about} could not be opened because of an unexpected problem; the details are in the log below."
+        self.report(exc, "open mail")
+        self._clear()
+        self.message.value = note(text, "error")
+        self.placeholder.value = note(text, "error")
+
+    def _part(self, func: Callable[[], None], what: str, fallback: Callable[[], None]) -> None:
+        """Run one part of showing a mail; on failure show ``fallback`` there and say so in plain words."""
+        try:
+            func()
+        except Exception as exc:  # noqa: BLE001 - one part failing does not hide the rest of the mail
+            self._part_failed(exc, what)
+            fallback()
+
+    def _part_failed(self, exc: Exception, what: str) -> None:
+        """Log a failed part of the mail and say in plain words which part is missing."""
+        self.report(exc, what)
+        self.message.value = note(f"Part of this mail could not be shown ({what}); the details are in the log below.",
+                                  "error")
 
     def _open(self, email_id: int) -> None:
         mail = self.store.get_email(int(email_id))
         self.email_id = int(email_id)
+        self._subject = mail.get("subject")
         self._remote, self._prefer = False, "html"
-        accounts = ", ".join(sorted(set(self.store.locations(self.email_id)["account"])))
+        try:
+            accounts = ", ".join(sorted({str(a) for a in self.store.locations(self.email_id)["account"]}))
+        except Exception as exc:  # noqa: BLE001 - the headers are shown without the account
+            self._part_failed(exc, "the accounts")
+            accounts = ""
         self.headers.value = render.headers_html(mail, accounts=accounts)
         both = bool(mail.get("body_html")) and bool((mail.get("body_text") or "").strip())
         self.text_toggle.layout.display = "" if both else "none"
         self.text_toggle.unobserve_all("value")
         self.text_toggle.value = "html"
         self.text_toggle.observe(self.guard(lambda c: self.show_text(c["new"] == "text"), "show body"), names="value")
-        self._render()
-        self._status(mail["status"])
-        self._attachments()
-        self._relations()
+        self._part(lambda: self._render(mail), "the text",
+                   lambda: setattr(self.body, "value", note("The text of this mail could not be shown.", "error")))
+        self._status(str(mail.get("status") or "unread"))
+        self._part(self._attachments, "the attachments",
+                   lambda: setattr(self.attachments_box, "children",
+                                   [W.HTML(note("The attachments of this mail could not be listed.", "error"))]))
+        self._part(self._relations, "the related records",
+                   lambda: setattr(self.relations, "value", note("The records of this mail could not be listed.", "error")))
 
-    def _render(self) -> None:
-        assert self.email_id is not None
-        self.rendered = render.render_email(self.store, self.email_id, allow_remote_images=self._remote, prefer=self._prefer)
+    def _render(self, mail: dict[str, Any] | None = None) -> None:
+        email_id = self._require()
+        self.rendered = None
+        self.rendered = render.render_email(self.store, email_id, allow_remote_images=self._remote, prefer=self._prefer,
+                                            mail=mail)
         self.body.value = self.rendered.frame()
         n = len(self.rendered.blocked_images)
         self.remote_button.description = f"Show remote images ({n} blocked)"
@@ -337,28 +446,81 @@ class MailReaderPanel(Panel):
             self.on_change()
 
     def _attachments(self) -> None:
+        """Read the open mail's attachment list (one query, no content) and show its first page."""
         email_id = self._require()
-        frame = render.attachment_list(self.store, email_id)
-        rows: list[W.Widget] = []
-        for r in frame.itertuples(index=False):
-            name = render.safe_filename(r.filename, r.content_type, int(r.part_index))
-            label = W.HTML(f'<span style="display:inline-block;width:22em">{esc(r.filename or name)}</span>'
-                           f'<span style="display:inline-block;width:10em;color:#666">{esc(r.content_type)}</span>'
-                           f'<span style="display:inline-block;width:6em">{int(r.size):,} B</span>'
-                           f"{'<i>inline</i>' if r.is_inline else ''}")
-            save = W.Button(description="Save", icon="save", layout=W.Layout(width="6em"))
+        self.attachments = render.attachment_list(self.store, email_id)
+        self.attachments_pager.page = 0
+        self._show_attachments()
+
+    def _slot(self, i: int) -> _AttachmentSlot:
+        """Row widgets number ``i``, made on first use."""
+        while len(self._slots) <= i:
+            n = len(self._slots)
+            label = W.HTML()
+            save = W.Button(description="Save", icon="save", tooltip="save into the “Save to” folder",
+                            layout=W.Layout(width="6em"))
             save.add_class("vmk-save-attachment")
-            save.on_click(self.guard(lambda _b, i=int(r.part_index): self.save_attachment(i), "save attachment"))
-            link = W.HTML(render.download_link(self.store, email_id, int(r.part_index), max_size=5 * 1024 * 1024))
-            rows.append(W.HBox([label, save, link], layout=W.Layout(align_items="center")))
-        self.attachments_box.children = rows or [W.HTML("<i>none</i>")]
+            save.on_click(self.guard(lambda _b, n=n: self.save_attachment(self._page_parts[n]), "save attachment"))
+            download = W.Button(description="Download", icon="download", tooltip="make a link to download it in the browser",
+                                layout=W.Layout(width="8em"))
+            download.add_class("vmk-download-attachment")
+            download.on_click(self.guard(lambda _b, n=n: self.download_link(self._page_parts[n]), "download attachment"))
+            link = W.HTML()
+            row = W.HBox([label, save, download, link], layout=W.Layout(align_items="center"))
+            row.add_class("vmk-attachment")
+            self._slots.append(_AttachmentSlot(label, save, download, link, row))
+        return self._slots[i]
+
+    def _show_attachments(self) -> None:
+        """Show the attachment page the pager points at (reusing the row widgets)."""
+        frame = self.attachments
+        pager = self.attachments_pager
+        pager.set_total(len(frame))
+        pager.widget.layout.display = "" if len(frame) > min(ATTACHMENT_PAGE_SIZES) else "none"
+        page = frame.iloc[pager.offset: pager.offset + pager.page_size] if len(frame) else frame
+        parts: list[int] = []
+        for i, r in enumerate(page.itertuples(index=False)):
+            part = int(r.part_index)
+            name = render.safe_filename(r.filename, r.content_type, part)
+            slot = self._slot(i)
+            slot.label.value = (
+                f'<span class="vmk-attachment-name" title="{esc(name)}" style="display:inline-block;width:22em;'
+                f'overflow:hidden;text-overflow:ellipsis;white-space:nowrap;vertical-align:middle">{esc(name)}</span>'
+                f'<span style="display:inline-block;width:10em;color:#666;overflow:hidden;white-space:nowrap;'
+                f'vertical-align:middle">{esc(render.display_text(r.content_type))}</span>'
+                f'<span style="display:inline-block;width:7em;vertical-align:middle">{int(r.size):,} B</span>'
+                f"{'<i>inline</i>' if r.is_inline else ''}"
+            )
+            slot.link.value = ""
+            parts.append(part)
+        self._page_parts = parts
+        self.attachments_box.children = [slot.row for slot in self._slots[: len(parts)]] or [self._no_attachments]
 
     def save_attachment(self, part_index: int, path: str | None = None, *, overwrite: bool = False) -> str:
-        """Save one attachment into the "Save to" folder (or ``path``); returns the file written."""
+        """Save one attachment into the "Save to" folder (or ``path``); returns the file written.
+
+        Only that part's content is read. Raises what :func:`vmailkit.render.save_attachment` raises
+        (:class:`ValidationError` for the path, :class:`NotFoundError` for an unknown part), and
+        :class:`ValidationError` when no mail is open.
+        """
         email_id = self._require()
         target = render.save_attachment(self.store, email_id, part_index, path or self.save_dir.value, overwrite=overwrite)
         self.say(f"Saved {target}", "ok")
         return str(target)
+
+    def download_link(self, part_index: int) -> str:
+        """Offer one attachment of the open mail as a browser download; returns the link's HTML.
+
+        Only that part's content is read (parts over 5 MB get a note to save them instead). When the
+        part is on the current attachment page the link appears in its row. Raises
+        :class:`ValidationError` when no mail is open and :class:`NotFoundError` for an unknown part.
+        """
+        email_id = self._require()
+        link = render.download_link(self.store, email_id, int(part_index), label="Click to download",
+                                    max_size=5 * 1024 * 1024)
+        if int(part_index) in self._page_parts:
+            self._slots[self._page_parts.index(int(part_index))].link.value = link
+        return link
 
     def _relations(self) -> None:
         email_id = self._require()
