@@ -317,3 +317,68 @@ def test_corpus_twice_gives_one_row_per_distinct_mail_with_both_locations(store,
         per_identity.setdefault(independent_identity(raw), set()).add(eid)
     assert all(len(ids) == 1 for ids in per_identity.values())
     assert len(set(office_ids.values())) == len(per_identity)
+
+
+# -- no process outlives a killed or stopped download -------------------------------------------------------
+def session_processes(sid: int) -> list[int]:
+    """Pids of the live processes in session ``sid`` (zombies excluded)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        fields = text[text.rindex(")") + 2:].split()
+        if fields[0] != "Z" and int(fields[3]) == sid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def wait_until(predicate, timeout: float) -> bool:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+@pytest.mark.dovecot
+@pytest.mark.parametrize("sig", ["SIGKILL", "SIGTERM"])
+def test_killed_or_stopped_download_leaves_no_process(tmp_path, dovecot, mailuser, sig):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    for n in range(1, 2501):
+        dovecot.deliver(mailuser.name, make_mail(n, body="x" * 2000))
+    db = tmp_path / "v.duckdb"
+    store = Store(db)
+    store.add_user("anna")
+    add_account(store, dovecot, mailuser, name="office", password_env="VMK_PW")
+    store.subscribe("anna", "office")
+    env = dict(os.environ, VMK_PW=mailuser.password)
+    proc = subprocess.Popen([sys.executable, "-m", "vmailkit.cli", "--db", str(db), "download", "anna", "--all",
+                             "--format", "json"], env=env, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        # parse workers (and the forkserver) are running beside the download
+        assert wait_until(lambda: len(session_processes(proc.pid)) >= 3, 60), session_processes(proc.pid)
+        os.kill(proc.pid, getattr(signal, sig))
+        out, err = proc.communicate(timeout=60)
+        assert wait_until(lambda: not session_processes(proc.pid), 5), session_processes(proc.pid)
+    finally:
+        for pid in session_processes(proc.pid):
+            os.kill(pid, signal.SIGKILL)
+        proc.kill()
+    if sig == "SIGTERM":  # stopped between chunks: the summary, a plain note, exit 130
+        assert proc.returncode == 130, err
+        assert "Stopped" in err.decode() and json.loads(out)[0]["downloaded"] > 0
+    # nothing half written, and the next run completes without duplicates
+    counts = store.query("SELECT (SELECT count(*) FROM emails) e, (SELECT count(*) FROM email_locations) l")
+    assert counts["e"].iloc[0] == counts["l"].iloc[0]
+    rest = download(store, "anna", all_new=True, passwords={"office": mailuser.password})
+    assert rest.ok and store.count_emails() == 2500

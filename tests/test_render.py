@@ -394,17 +394,18 @@ def test_save_reports_plain_errors(store, tmp_path, pdf_mail):
 
 
 def test_only_the_asked_part_is_read(store, pdf_mail, tmp_path, monkeypatch):
-    """Listing never reads content; saving or a download link reads the mail's parts once."""
+    """Listing never reads content; saving or a download link reads that one part, once."""
     eid, pdf = pdf_mail
-    calls: list[bool] = []
-    real = store.attachments
+    calls: list[object] = []
+    real, real_one = store.attachments, store.attachment
     monkeypatch.setattr(store, "attachments", lambda email_id, *, with_content=False: (
         calls.append(with_content), real(email_id, with_content=with_content))[1])
+    monkeypatch.setattr(store, "attachment", lambda email_id, part: (calls.append(part), real_one(email_id, part))[1])
     attachment_list(store, eid)
     assert calls == [False]
     download_link(store, eid, pdf)
     save_attachment(store, eid, pdf, tmp_path)
-    assert calls == [False, True, True]
+    assert calls == [False, pdf, pdf]
     render_email(store, save(store, make_mail(5, attachment=PDF_BYTES))[0])   # a text body reads no content
     msg = EmailMessage()
     msg["From"], msg["To"], msg["Subject"], msg["Message-ID"] = "a@x.example", "b@x.example", "html", "<h@x.example>"

@@ -207,3 +207,36 @@ def test_migration_keeps_attachments_written_before_places(tmp_path):
     assert store.db.applied_migrations()[-1] == names[-1]
     df = store.attachments(1, with_content=True)
     assert df["filename"].tolist() == ["old.pdf"] and bytes(df["content"][0]) == b"\x00\x01ab"
+
+
+def test_store_of_an_earlier_version_is_rekeyed_once_and_recognises_copies(tmp_path):
+    import duckdb
+
+    from vmailkit.ingest import IDENTITY_RULE
+    from vmailkit.store.migrations import MIGRATIONS
+
+    path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE _vmailkit_migrations (name VARCHAR PRIMARY KEY,"
+                " applied_at TIMESTAMPTZ NOT NULL DEFAULT current_timestamp)")
+    names = [name for name, _ in MIGRATIONS]
+    for name, sql in MIGRATIONS[: names.index("0005_identity_rule")]:
+        con.execute(sql)
+        con.execute("INSERT INTO _vmailkit_migrations (name) VALUES (?)", [name])
+    mails = [make_mail(1), make_mail(2)]
+    for i, raw in enumerate(mails, 1):  # keys by the old rule (any value that is not the new one)
+        con.execute("INSERT INTO emails (email_id, dedup_key, fingerprint, has_attachments, size, raw, raw_sha256,"
+                    " downloaded_at) VALUES (?, ?, 'old', false, ?, ?, 's', now())", [i, f"old-{i}", len(raw), raw])
+    con.execute("SELECT nextval('email_id_seq') FROM range(2)").fetchall()  # as the old version did
+    con.close()
+    store = Store(path)
+    assert store.identity_rule() == "fingerprint-1"
+    store.add_user("anna")
+    store.add_account(make_account("office", kind="general", protocol="imap", host="h", security="ssl",
+                                   address="o@x.example", secret="env:X"))
+    relayed = b"Received: from relay by mx\r\nDelivered-To: o@x.example\r\n" + mails[0]
+    res = save_received(store, "anna", "office", [(1, relayed), (2, make_mail(3))])
+    assert store.identity_rule() == IDENTITY_RULE
+    assert res.present_ids == [1] and len(res.new_ids) == 1 and store.count_emails() == 3
+    keys = store.query("SELECT email_id, dedup_key FROM emails ORDER BY email_id")
+    assert keys["dedup_key"].tolist()[:2] == [identity_key(m) for m in mails]

@@ -185,7 +185,15 @@ class CountingStore:
                 self.listings += 1
             return real_attachments(email_id, with_content=with_content)
 
+        real_attachment = store.attachment
+
+        def attachment(email_id: int, part_index: int) -> tuple[dict, bytes]:
+            self._maybe_fail("attachments", email_id)
+            self.contents += 1
+            return real_attachment(email_id, part_index)
+
         monkeypatch.setattr(store, "attachments", attachments)
+        monkeypatch.setattr(store, "attachment", attachment)
         for name in ("get_email", "locations"):
             real = getattr(store, name)
             monkeypatch.setattr(store, name, lambda email_id=None, *a, _real=real, _name=name, **k: (

@@ -472,18 +472,14 @@ def safe_filename(filename: Any, content_type: Any = None, part_index: int = 0) 
 def _attachment_part(store: Any, email_id: int, part_index: int) -> tuple[dict[str, Any], bytes]:
     """One part's listing fields (text values None, never NaN) and its decoded content.
 
-    Reads the mail's parts with content once; raises :class:`NotFoundError` when there is no such part.
+    Reads only that part; raises :class:`NotFoundError` when there is no such part.
     """
-    frame = store.attachments(email_id, with_content=True)
-    match = frame[frame["part_index"] == int(part_index)] if not frame.empty else frame
-    if match.empty:
-        raise NotFoundError(f"this mail has no attachment number {part_index}")
-    row = match.iloc[0]
+    row, content = store.attachment(email_id, int(part_index))
     info = {
         "part_index": _int(row["part_index"]), "filename": _text(row.get("filename")),
         "content_type": _text(row.get("content_type")), "content_id": _text(row.get("content_id")),
     }
-    return info, _bytes(row.get("content"))
+    return info, content
 
 
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)

@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING, Any
 from .accounts import Account
 from .errors import MailServerError, StoreError, ValidationError, VmailkitError
 from .parse import Address, ParsedMessage, parse_message
-from .ingest import mail_record
+from .ingest import ensure_identity_rule, mail_record
 from .secrets import resolve_secret
 from .transport.base import DEFAULT_TIMEOUT
 from .transport.smtp import SmtpSession, append_to_sent, smtp_server_view
@@ -599,6 +599,7 @@ def send_reply(
     log.info("account %s: reply to mail %s accepted by %s:%s (%s)", account.name, draft.original_id,
              server.host, server.port, message.message_id)
     try:
+        ensure_identity_rule(store)
         email_id = store.save_outgoing(
             mail=mail_record(message.raw), account_id=int(account.account_id or 0), user_id=user_id,
             envelope_from=message.sender, envelope_to=message.recipients, smtp_host=server.host,

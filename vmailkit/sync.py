@@ -23,7 +23,7 @@ import pandas as pd
 
 from .accounts import Account
 from .errors import MailServerError, SecretError, ValidationError, VmailkitError
-from .ingest import Preparer, PreparedChunk
+from .ingest import Preparer, PreparedChunk, ensure_identity_rule
 from .parse import parse_headers
 from .refs import MessageRef, Watermark
 from .secrets import resolve_secret
@@ -359,6 +359,7 @@ def download(
                    retry_wait=retry_wait, total=sum(len(p.refs) for p in plans if p.entry.error is None))
         if progress:
             progress(0, run.total)
+        ensure_identity_rule(store)
         with Preparer(run.total) as preparer, store.importing(user_id) as importer:
             run.preparer, run.importer = preparer, importer
             for plan in plans:

@@ -11,6 +11,7 @@ file import, tests). The download loop itself is in :mod:`vmailkit.sync`.
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 from ..errors import ValidationError
@@ -20,6 +21,27 @@ from ..transport.base import RemoteMessage
 from .identity import TRACE_FIELDS, TRACE_PREFIXES, identity_key, is_trace_field
 from .pool import Preparer, PreparedChunk
 from .prepare import arrival, mail_record, with_raw
+
+log = logging.getLogger(__name__)
+
+#: The name of the identity rule in :mod:`.identity`, recorded in the store beside the keys it made.
+IDENTITY_RULE = "bytes-without-trace-fields-1"
+
+
+def ensure_identity_rule(store: Store) -> None:
+    """Make sure the stored identities follow :data:`IDENTITY_RULE` before new mail is compared with them.
+
+    A store written by an earlier version is re-keyed once (one transaction; a million mails take
+    minutes, once). Cheap when the store is current.
+    """
+    rule = store.identity_rule()
+    if rule == IDENTITY_RULE:
+        return
+    if rule != "none":
+        log.warning("vmailkit: computing the identity of every stored mail by the current rule (once)")
+    kept = store.rekey(IDENTITY_RULE, identity_key)
+    if kept:
+        log.warning("vmailkit: %d stored mails are copies of others by the current rule; they stay separate rows", kept)
 
 
 def save_received(
@@ -39,6 +61,7 @@ def save_received(
     """
     u = store.get_user(user)
     acc = store.get_account(account)
+    ensure_identity_rule(store)
     imap = acc.protocol == "imap"
     refs = []
     for key, _ in messages:
@@ -51,5 +74,6 @@ def save_received(
     return store.save_chunk(user_id=int(u.user_id or 0), mailbox=mailbox, arrivals=arrivals)
 
 
-__all__ = ["Preparer", "PreparedChunk", "TRACE_FIELDS", "TRACE_PREFIXES", "arrival", "identity_key",
+__all__ = ["IDENTITY_RULE", "Preparer", "PreparedChunk", "TRACE_FIELDS", "TRACE_PREFIXES", "arrival",
+           "ensure_identity_rule", "identity_key",
            "is_trace_field", "mail_record", "save_received", "with_raw"]

@@ -1,7 +1,7 @@
 """Downloaded mail in the store: chunk writes, locations, watermarks and listings."""
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -257,6 +257,50 @@ class MailMixin:
                 [user_id, account_id, now, uidls],
             )
 
+    # -- identity rule -----------------------------------------------------------------------
+    def identity_rule(self) -> str:
+        """The name of the rule that made the stored ``dedup_key`` values (``none`` for an empty store)."""
+        with self.db.connect() as con:
+            row = con.execute("SELECT value FROM _vmailkit_meta WHERE key = 'identity_rule'").fetchone()
+        return str(row[0]) if row else "none"
+
+    def rekey(self, rule: str, key_of: Callable[[bytes], str], *, batch: int = 500) -> int:
+        """Recompute every mail's ``dedup_key`` and ``fingerprint`` with ``key_of(raw)``; record ``rule``.
+
+        One transaction: either every mail gets its new key or none. Two mails that come out with the
+        same key stay two rows (the store never merges): the later one keeps its old key, and the
+        count of such mails is returned.
+        """
+        kept = 0
+        with self.db.atomic() as con:
+            ids = [r[0] for r in con.execute("SELECT email_id FROM emails ORDER BY email_id").fetchall()]
+            seen: set[str] = set()
+            for start in range(0, len(ids), batch):
+                part = ids[start:start + batch]
+                rows = con.execute("SELECT email_id, raw, dedup_key FROM emails WHERE email_id IN"
+                                   " (SELECT unnest(?::BIGINT[]))", [part]).fetchall()
+                new_ids, new_keys = [], []
+                for eid, raw, old in rows:
+                    key = key_of(bytes(raw))
+                    if key in seen:
+                        kept += 1
+                        continue
+                    seen.add(key)
+                    if key != old:
+                        new_ids.append(eid)
+                        new_keys.append(key)
+                if new_ids:
+                    table = pa.table({"email_id": pa.array(new_ids, pa.int64()), "k": pa.array(new_keys, pa.string())})
+                    con.register("_vmk_rekey", table)
+                    try:
+                        con.execute("UPDATE emails SET dedup_key = n.k, fingerprint = n.k FROM _vmk_rekey n"
+                                    " WHERE emails.email_id = n.email_id")
+                    finally:
+                        con.unregister("_vmk_rekey")
+            con.execute("INSERT INTO _vmailkit_meta VALUES ('identity_rule', ?) ON CONFLICT (key) DO UPDATE"
+                        " SET value = excluded.value", [rule])
+        return kept
+
     # -- reading -----------------------------------------------------------------------------
     def get_email(self, email_id: int) -> dict[str, Any]:
         """All columns of one mail as a dict (raw bytes included); raises :class:`NotFoundError`."""
@@ -294,6 +338,23 @@ class MailMixin:
             cols += ", content"
         with self.db.connect() as con:
             return con.execute(f"SELECT {cols} FROM attachments WHERE email_id = ? ORDER BY part_index", [email_id]).df()
+
+    def attachment(self, email_id: int, part_index: int) -> tuple[dict[str, Any], bytes]:
+        """One attachment part: its listing fields and its decoded content (only that part is read).
+
+        Raises :class:`NotFoundError` when the mail has no such part.
+        """
+        with self.db.connect() as con:
+            cur = con.execute(
+                "SELECT part_index, filename, content_type, size, sha256, is_inline, content_id, content"
+                " FROM attachments WHERE email_id = ? AND part_index = ?", [email_id, part_index])
+            row = cur.fetchone()
+            names = [d[0] for d in cur.description]
+        if row is None:
+            raise NotFoundError(f"this mail has no attachment number {part_index}")
+        info = dict(zip(names, row))
+        content = info.pop("content")
+        return info, bytes(content) if content is not None else b""
 
     def set_status(self, email_id: int, status: str) -> None:
         """Mark a mail ``read`` or ``unread`` (in the store only; the server is never changed)."""

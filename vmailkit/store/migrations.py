@@ -303,4 +303,14 @@ MIGRATIONS: list[tuple[str, str]] = [
         FROM attachment_parts p JOIN emails e USING (email_id);
         """,
     ),
+    (
+        "0005_identity_rule",
+        # which rule made emails.dedup_key; mails stored before this version were keyed by Message-ID and
+        # a fingerprint of Date/From/Subject/body, and are re-keyed by vmailkit.ingest on the next import
+        """
+        CREATE TABLE _vmailkit_meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL);
+        INSERT INTO _vmailkit_meta
+            SELECT 'identity_rule', CASE WHEN EXISTS (SELECT 1 FROM emails) THEN 'fingerprint-1' ELSE 'none' END;
+        """,
+    ),
 ]

@@ -1,0 +1,4 @@
+"""``python -m vmailkit.cli``: the command line (as the ``vmailkit`` script)."""
+from . import main
+
+main()
