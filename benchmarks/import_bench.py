@@ -734,10 +734,8 @@ def _patched(module: object, name: str, value: object):
 STAGES = (
     ("vmailkit.transport.imap", "ImapSession", "sizes", "IMAP: RFC822.SIZE listing"),
     ("vmailkit.transport.imap", "ImapSession", "_fetch_chunk", "IMAP: FETCH BODY.PEEK[] + response parsing"),
-    ("vmailkit.pipeline", "PreparedChunk", "result", "parse: waiting for / collecting parsed chunk"),
-    ("vmailkit.pipeline", "_Reordered", "result", "parse: waiting for / collecting parsed chunk (pool)"),
+    ("vmailkit.ingest.pool", "PreparedChunk", "result", "parse: waiting for / collecting parsed chunk"),
     ("vmailkit.store.mail", "MailMixin", "save_chunk", "DuckDB: save_chunk (transaction, inserts, commit)"),
-    ("vmailkit.store.mail", "MailMixin", "_insert_emails", "  of which _insert_emails"),
     ("vmailkit.store.mail", "MailMixin", "_insert_locations", "  of which _insert_locations"),
     ("vmailkit.store.db", "Database", "_open", "DuckDB: opening the file"),
     ("vmailkit.store.db", "Database", "_migrate", "DuckDB: migration check"),
@@ -816,24 +814,24 @@ def what_if(srv, user, work: Path) -> str:
 
 
 def parse_only(msgs: list[bytes]) -> str:
-    """CPU cost of vmailkit's per-message preparation (parse + fingerprint + sha256), one core."""
-    from vmailkit.identity import dedup_key, fingerprint
+    """CPU cost of vmailkit's per-message preparation (parse + identity + sha256), one core."""
+    from vmailkit.ingest import identity_key
     from vmailkit.parse import parse_message
 
     t0 = time.perf_counter()
     for raw in msgs:
-        parsed = parse_message(raw)
-        dedup_key(parsed.message_id, fingerprint(raw))
+        parse_message(raw)
+        identity_key(raw)
         hashlib.sha256(raw).hexdigest()
     dt = time.perf_counter() - t0
     t1 = time.perf_counter()
     for raw in msgs:
-        fingerprint(raw)
+        identity_key(raw)
         hashlib.sha256(raw).hexdigest()
     dt_hash = time.perf_counter() - t1
     return (f"\n===== parse only (in-process, one core, no profiler) =====\n"
-            f"  parse_message + fingerprint + sha256 of {len(msgs)} messages: {dt:.2f} s "
-            f"({1000 * dt / len(msgs):.2f} ms/msg); of which fingerprint + sha256: {dt_hash:.2f} s")
+            f"  parse_message + identity + sha256 of {len(msgs)} messages: {dt:.2f} s "
+            f"({1000 * dt / len(msgs):.2f} ms/msg); of which identity + sha256: {dt_hash:.2f} s")
 
 
 def profile_runs(srv, user, work: Path, msgs: list[bytes], top: int = 25) -> str:
@@ -844,7 +842,7 @@ def profile_runs(srv, user, work: Path, msgs: list[bytes], top: int = 25) -> str
     parts.append(prof.report(f"vmailkit download (import) as shipped, {time.perf_counter() - t0:.2f} s under the "
                              "profiler; parse worker processes are NOT seen (their time shows as waiting)", top))
     try:
-        import vmailkit.pipeline as pl
+        import vmailkit.ingest.pool as pl
     except ImportError:
         pl = None
     if pl is not None and hasattr(pl, "POOL_THRESHOLD"):

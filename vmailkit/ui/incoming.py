@@ -9,6 +9,7 @@ import ipywidgets as W
 import pandas as pd
 
 from ..errors import ValidationError
+from ..refs import MessageRef
 from ..sync import CheckResult, DownloadSummary, check, download
 from .common import Column, Pager, Panel, PasswordBook, RowTable, Worker, default_after_chunk, esc, note
 
@@ -40,9 +41,9 @@ COLUMNS = [
 ]
 
 
-def row_key(account: Any, uid: Any) -> str:
-    """The pick for one listed message: ``ACCOUNT:UID`` (UIDL for POP3)."""
-    return f"{account}:{uid}"
+def row_key(ref: MessageRef) -> str:
+    """The selection key of one listed message: its reference's text form (account, folder, UIDVALIDITY, UID/UIDL)."""
+    return ref.to_text()
 
 
 class IncomingPanel(Panel):
@@ -175,7 +176,7 @@ class IncomingPanel(Panel):
     def _checked(self, result: CheckResult) -> None:
         self.result = result
         frame = result.messages.copy()
-        frame["key"] = [row_key(a, u) for a, u in zip(frame["account"], frame["uid"])]
+        frame["key"] = [row_key(r) for r in frame["ref"]]
         self.frame = frame
         self.table.set_selection([])
         self.statuses.value = self._status_html(result)
@@ -280,8 +281,8 @@ class IncomingPanel(Panel):
         stored: set[str] = set()
         for (account, folder, uidvalidity), group in picks.groupby(["account", "folder", "uidvalidity"]):
             acc = self.store.get_account(account)
-            keys = self.store.stored_keys(acc.account_id, folder, int(uidvalidity), [str(u) for u in group["uid"]])
-            stored.update(row_key(account, k) for k in keys)
+            keys = set(self.store.stored_keys(acc.account_id, folder, int(uidvalidity), [r.key for r in group["ref"]]))
+            stored.update(row_key(r) for r in group["ref"] if r.key in keys)
         self.frame.loc[self.frame["key"].isin(stored), "already_downloaded"] = True
 
     @staticmethod
@@ -297,6 +298,7 @@ class IncomingPanel(Panel):
             for a in s.accounts
         )
         cancelled = note("Cancelled: what was fetched before is stored; the rest can be downloaded later.", "warn") if s.cancelled else ""
+        cancelled += "".join(f"<div>{note(f.describe(), 'error')}</div>" for f in s.failures)
         return (f'<div class="vmk-summary-box"><div class="vmk-summary-totals">{totals}</div>{cancelled}'
                 f'<table class="vmk-summary-table">{head}{rows}</table></div>')
 
