@@ -37,6 +37,49 @@ login answers after ~0.5s (auth flushes failures on a 500 ms timer even with
 
 Needs the Debian packages ``dovecot-imapd`` and ``dovecot-pop3d`` (they pull
 in ``dovecot-core``) and the ``openssl`` command line tool.
+
+OAuth2 (opt-in): ``DovecotServer(base, oauth2=OAuth2Settings.from_provider(p))``
+(or ``srv.enable_oauth2(p)`` before ``start()``) adds the SASL mechanisms
+XOAUTH2 and OAUTHBEARER, validated *locally* by Dovecot's ``passdb oauth2``
+against the provider's RS256 public key -- Dovecot never talks to the
+provider.  Generated configuration (Dovecot 2.3.19)::
+
+    auth_mechanisms = plain login xoauth2 oauthbearer
+    passdb { driver = passwd-file  mechanisms = plain login  args = ... }
+    passdb { driver = oauth2  mechanisms = xoauth2 oauthbearer  args = <base>/dovecot-oauth2.conf.ext }
+
+    # dovecot-oauth2.conf.ext
+    introspection_mode = local
+    local_validation_key_dict = fs:posix:prefix=<base>/oauth2-keys/
+    issuers = <issuer>
+    username_attribute = email
+    username_format = %Lu
+    scope = mail
+    openid_configuration_url = <issuer>/.well-known/openid-configuration
+
+``mechanisms = plain login`` on the password passdb matters: without it a
+password sent as the XOAUTH2 bearer token would log in.  The key file is
+``oauth2-keys/<azp>/<alg>/<kid>`` holding the PEM public key, ``<azp>`` being
+``default`` unless the token has an ``azp`` claim; Dovecot escapes only ``/``
+and ``%`` in the kid (``%2f``, ``%25``), no base64url.  What Dovecot 2.3.19 checks
+(src/lib-oauth2/oauth2-jwt.c, src/auth/db-oauth2.c): header ``typ`` must be
+``JWT``; ``sub`` and ``exp`` must be present, ``exp`` not past, ``nbf``/``iat``
+not in the future; ``iss`` among ``issuers``; the signature; then the
+``email`` claim, formatted with ``username_format`` (``%Lu``), must equal the
+login name (else "user unknown"), and ``mail`` must be one of the
+space-separated ``scope`` claim (falling back to ``aud``).  ``aud`` itself is
+not checked.  A public key is cached per kid for the life of the auth
+process: use a fresh kid per key (``OAuthProvider`` does).
+
+On a refused token Dovecot does not answer NO/-ERR at once: it sends a
+continuation carrying base64 JSON -- ``{"status":"401","schemes":"bearer",
+"scope":"mail","openid-configuration":"<url>"}`` for XOAUTH2,
+``{"status":"invalid_token","openid-configuration":"<url>"}`` for
+OAUTHBEARER -- and waits for one more client line (empty for XOAUTH2, ``^A``
+for OAUTHBEARER by RFC 7628; Dovecot accepts any), then fails the
+authentication (``NO [AUTHENTICATIONFAILED]`` / ``-ERR [AUTH]``).  Malformed
+SASL data (no ``auth=Bearer``, OAUTHBEARER without ``a=user``) fails at once
+without the challenge.
 """
 
 from __future__ import annotations
@@ -66,8 +109,10 @@ __all__ = [
     "DovecotError",
     "DovecotServer",
     "MailUser",
+    "OAuth2Settings",
     "find_dovecot",
     "imap_utf7_encode",
+    "jwt_key_file_name",
 ]
 
 #: Environment variable overriding where the ``dovecot`` binary is.  If it is
@@ -89,6 +134,49 @@ class MailUser:
     name: str  # login name (also the passwd-file user name)
     password: str
     address: str  # e-mail address, ``name@example.test``
+
+
+@dataclass(frozen=True)
+class OAuth2Settings:
+    """What Dovecot needs to validate an OAuth2 provider's JWT access tokens locally.
+
+    ``issuer`` must equal the tokens' ``iss`` claim; ``public_key_pem`` is the
+    PEM public key (SubjectPublicKeyInfo) for ``kid``/``alg``; ``scope`` is the
+    scope a token must carry; ``username_attribute``/``username_format`` map
+    the token to the login name; ``openid_configuration_url`` is echoed in
+    Dovecot's failure challenge (RFC 7628 section 3.2.2); ``extra`` are
+    further ``key = value`` lines for the oauth2 passdb file (e.g.
+    ``(("debug", "yes"),)``).
+    """
+
+    issuer: str
+    public_key_pem: str
+    kid: str
+    alg: str = "RS256"
+    scope: str = "mail"
+    username_attribute: str = "email"
+    username_format: str = "%Lu"
+    openid_configuration_url: str | None = None
+    extra: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def from_provider(cls, provider: object, **overrides: object) -> "OAuth2Settings":
+        """Settings for a started ``tests/oauth_provider.OAuthProvider`` (duck-typed)."""
+        kw: dict[str, object] = {
+            "issuer": provider.issuer,  # type: ignore[attr-defined]
+            "public_key_pem": provider.public_key_pem,  # type: ignore[attr-defined]
+            "kid": provider.kid,  # type: ignore[attr-defined]
+            "openid_configuration_url": getattr(provider, "openid_configuration_url", None),
+        }
+        kw.update(overrides)
+        return cls(**kw)  # type: ignore[arg-type]
+
+
+def jwt_key_file_name(kid: str) -> str:
+    """The file name Dovecot 2.3 looks up for a JWT ``kid``: ``/`` -> ``%2f``, ``%`` -> ``%25``."""
+    if not kid or kid.startswith("."):
+        raise ValueError(f"unsupported kid {kid!r}")
+    return kid.replace("%", "%25").replace("/", "%2f")
 
 
 def find_dovecot() -> str | None:
@@ -196,7 +284,8 @@ class DovecotServer:
     offered when ``tls``), ``imaps_port``, ``pop3s_port`` (None if not
     ``tls``), ``ca_file`` (None if not ``tls``), ``pid`` (master pid while
     running), ``log_file``, ``conf_file``, ``mail_uid``, ``mail_gid``,
-    ``startup_seconds``.
+    ``startup_seconds``; with OAuth2: ``oauth2`` (the ``OAuth2Settings``),
+    ``oauth2_conf_file``, ``oauth2_key_dir``.
     """
 
     host = "127.0.0.1"
@@ -210,6 +299,7 @@ class DovecotServer:
         dovecot_bin: str | None = None,
         start_timeout: float = 20.0,
         debug: bool = False,
+        oauth2: OAuth2Settings | None = None,
     ) -> None:
         self.base_dir = Path(base_dir).resolve()
         self.tls = tls
@@ -255,6 +345,60 @@ class DovecotServer:
         self.startup_seconds: float | None = None
         self._users: dict[str, str] = {}
         self._instance = f"vmk{os.getpid()}x{next(_counter)}"
+        self.oauth2: OAuth2Settings | None = oauth2
+        self.oauth2_conf_file = self.base_dir / "dovecot-oauth2.conf.ext"
+        self.oauth2_key_dir = self.base_dir / "oauth2-keys"
+
+    # ----------------------------------------------------------------- oauth2
+    def enable_oauth2(self, settings: OAuth2Settings | object) -> OAuth2Settings:
+        """Turn on XOAUTH2/OAUTHBEARER before ``start()``.
+
+        ``settings`` is an ``OAuth2Settings`` or a started ``OAuthProvider``.
+        """
+        if self.running:
+            raise DovecotError("enable_oauth2() must be called before start()")
+        if not isinstance(settings, OAuth2Settings):
+            settings = OAuth2Settings.from_provider(settings)
+        self.oauth2 = settings
+        return settings
+
+    def add_oauth2_key(self, kid: str, public_key_pem: str, alg: str = "RS256", azp: str = "default") -> Path:
+        """Install another validation key (works while running: unknown kids are looked up on demand).
+
+        A kid the auth process has already loaded keeps its old key until
+        ``restart()``.  ``azp`` is the directory Dovecot uses for tokens with
+        that ``azp`` claim (``default`` for tokens without one).
+        """
+        d = self.oauth2_key_dir / jwt_key_file_name(azp) / alg.upper()
+        d.mkdir(parents=True, exist_ok=True)
+        path = d / jwt_key_file_name(kid)
+        tmp = d / f".{path.name}.tmp"
+        tmp.write_text(public_key_pem if public_key_pem.endswith("\n") else public_key_pem + "\n")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+        return path
+
+    def _write_oauth2_files(self) -> None:
+        o = self.oauth2
+        assert o is not None
+        for value in (o.issuer, o.scope, o.username_attribute, o.username_format, o.openid_configuration_url or ""):
+            if any(c in value for c in "\r\n\"#"):
+                raise DovecotError(f"OAuth2 setting {value!r} contains characters unsafe for Dovecot")
+        self.oauth2_key_dir.mkdir(parents=True, exist_ok=True)
+        self.add_oauth2_key(o.kid, o.public_key_pem, o.alg)
+        lines = [
+            "# generated by vmailkit tests/dovecot.py -- passdb oauth2, local JWT validation",
+            "introspection_mode = local",
+            f"local_validation_key_dict = fs:posix:prefix={_quote(self.oauth2_key_dir)}/",
+            f"issuers = {o.issuer}",
+            f"username_attribute = {o.username_attribute}",
+            f"username_format = {o.username_format}",
+            f"scope = {o.scope}",
+        ]
+        if o.openid_configuration_url:
+            lines.append(f"openid_configuration_url = {o.openid_configuration_url}")
+        lines += [f"{k} = {v}" for k, v in o.extra]
+        self.oauth2_conf_file.write_text("\n".join(lines) + "\n")
 
     # ------------------------------------------------------------------ users
     def add_user(self, name: str, password: str) -> MailUser:
@@ -399,6 +543,8 @@ class DovecotServer:
             self.imaps_port, self.pop3s_port = ports[2], ports[3]
 
     def _launch(self) -> None:
+        if self.oauth2 is not None:
+            self._write_oauth2_files()
         self.conf_file.write_text(self._config())
         with contextlib.suppress(FileNotFoundError):
             self.pid_file.unlink()
@@ -519,7 +665,7 @@ class DovecotServer:
         a(f"listen = {self.host}")
         a("shutdown_clients = yes")
         a("disable_plaintext_auth = no")
-        a("auth_mechanisms = plain login")
+        a("auth_mechanisms = plain login" + (" xoauth2 oauthbearer" if self.oauth2 else ""))
         # fast wrong-password tests: no failure delay (2.3 still answers on a
         # 500 ms timer), and no anvil "auth penalty" (grows by ~4.5s per
         # failure from one IP, login_trusted_networks or not); mode = 0 on
@@ -544,7 +690,19 @@ class DovecotServer:
             a("ssl_min_protocol = TLSv1.2")
         else:
             a("ssl = no")
-        a(f"passdb {{\n  driver = passwd-file\n  args = scheme=PLAIN username_format=%u {self.passwd_dir}/%u\n}}")
+        if self.oauth2 is None:
+            a(f"passdb {{\n  driver = passwd-file\n  args = scheme=PLAIN username_format=%u {self.passwd_dir}/%u\n}}")
+        else:
+            # the password passdb must not see XOAUTH2/OAUTHBEARER "passwords"
+            # (the bearer token), or a password sent as token would log in
+            a(
+                "passdb {\n  driver = passwd-file\n  mechanisms = plain login\n"
+                f"  args = scheme=PLAIN username_format=%u {self.passwd_dir}/%u\n}}"
+            )
+            a(
+                "passdb {\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n"
+                f"  args = {_quote(self.oauth2_conf_file)}\n}}"
+            )
         a(f"userdb {{\n  driver = passwd-file\n  args = username_format=%u {self.passwd_dir}/%u\n}}")
         a(
             "namespace inbox {\n  inbox = yes\n  separator = /\n"

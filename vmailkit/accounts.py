@@ -147,6 +147,122 @@ class SmtpSettings:
     ca_file: str | None = None
 
 
+#: OAuth2 providers and what each needs: Microsoft (Entra ID, through msal), Google (google-auth)
+#: and any other standard authorization server ("generic", through authlib).
+OAUTH_PROVIDERS = ("microsoft", "google", "generic")
+
+#: The scopes each provider needs for IMAP, POP3 and SMTP when the user gives none.
+DEFAULT_SCOPES: dict[str, tuple[str, ...]] = {
+    "microsoft": ("https://outlook.office.com/IMAP.AccessAsUser.All", "https://outlook.office.com/POP.AccessAsUser.All",
+                  "https://outlook.office.com/SMTP.Send", "offline_access"),
+    "google": ("https://mail.google.com/",),
+    "generic": (),
+}
+GOOGLE_TOKEN_URL = "https://oauth2.googleapis.com/token"
+GOOGLE_AUTH_URL = "https://accounts.google.com/o/oauth2/auth"
+MICROSOFT_LOGIN = "https://login.microsoftonline.com"
+
+
+@dataclass(frozen=True)
+class OAuthSettings:
+    """How an account signs in with OAuth2 instead of a password.
+
+    ``client_secret_ref`` is a secret reference (``env:``, ``keyring:``) or None for a public
+    client; the grant itself (refresh token) lives in the token store, never here. Build one with
+    :func:`make_oauth_settings`, which validates and fills the provider's defaults.
+    """
+
+    provider: str
+    client_id: str
+    scopes: tuple[str, ...]
+    client_secret_ref: str | None = None
+    tenant: str | None = None
+    token_url: str | None = None
+    auth_url: str | None = None
+    device_url: str | None = None
+
+    @property
+    def authority(self) -> str:
+        """Microsoft's authority URL for the tenant (``organizations`` when none is given)."""
+        return f"{MICROSOFT_LOGIN}/{self.tenant or 'organizations'}"
+
+    @property
+    def service(self) -> str:
+        """The host people know the sign-in service by (for messages)."""
+        from urllib.parse import urlsplit
+
+        if self.provider == "microsoft":
+            return "login.microsoftonline.com"
+        return urlsplit(self.token_url or GOOGLE_TOKEN_URL).netloc or "the sign-in service"
+
+
+def _valid_url(value: str | None, field: str, *, required: bool = False) -> str | None:
+    from urllib.parse import urlsplit
+
+    value = (value or "").strip() or None
+    if value is None:
+        if required:
+            raise ValidationError(field, "is needed for this provider (the sign-in service's address)")
+        return None
+    check_no_control_characters(value, field)
+    parts = urlsplit(value)
+    loopback = parts.hostname in ("127.0.0.1", "localhost", "::1")
+    if parts.scheme not in ("https", "http") or not parts.netloc or (parts.scheme == "http" and not loopback):
+        raise ValidationError(field, f"{value!r} is not an https:// address")
+    return value
+
+
+def make_oauth_settings(
+    *,
+    provider: str,
+    client_id: str,
+    client_secret: str | None = None,
+    tenant: str | None = None,
+    token_url: str | None = None,
+    auth_url: str | None = None,
+    device_url: str | None = None,
+    scope: str | None = None,
+) -> OAuthSettings:
+    """Validate OAuth2 settings and fill the provider's defaults (scopes, endpoints).
+
+    ``client_secret`` is a secret reference (never the secret itself); ``scope`` is a space-separated
+    list (default: the provider's scopes for IMAP, POP3 and SMTP). ``generic`` needs ``token_url``;
+    addresses must be https (plain http only on the loopback interface, for tests). Raises
+    :class:`ValidationError` naming the first invalid field.
+    """
+    provider = (provider or "").strip().lower()
+    if provider not in OAUTH_PROVIDERS:
+        raise ValidationError("oauth_provider", f"unknown provider {provider!r}; use one of {', '.join(OAUTH_PROVIDERS)}")
+    client_id = check_no_control_characters((client_id or "").strip(), "client_id")
+    if not client_id or any(c.isspace() for c in client_id):
+        raise ValidationError("client_id", "the application (client) id registered with the provider is needed")
+    secret_ref = None
+    if client_secret and client_secret.strip():
+        check_no_control_characters(client_secret.strip(), "client_secret", echo=False)
+        secret_ref = check_reference(client_secret)
+        if secret_ref.startswith("prompt:"):
+            raise ValidationError("client_secret", "give the client secret as env:VARNAME or keyring:SERVICE/NAME")
+    tenant = (tenant or "").strip() or None
+    if tenant is not None:
+        check_no_control_characters(tenant, "tenant")
+        if provider != "microsoft":
+            raise ValidationError("tenant", "only Microsoft accounts have a tenant")
+        if not re.fullmatch(r"[A-Za-z0-9.\-]+", tenant):
+            raise ValidationError("tenant", f"{tenant!r} is not a tenant id or domain")
+    token_url = _valid_url(token_url, "token_url", required=provider == "generic")
+    auth_url = _valid_url(auth_url, "auth_url")
+    device_url = _valid_url(device_url, "device_url")
+    if provider == "google":
+        token_url, auth_url = token_url or GOOGLE_TOKEN_URL, auth_url or GOOGLE_AUTH_URL
+    scopes = tuple((scope or "").split()) or DEFAULT_SCOPES[provider]
+    for s in scopes:
+        check_no_control_characters(s, "scope")
+    if not scopes:
+        raise ValidationError("scope", "the scopes the mail server needs (for example mail) are needed for this provider")
+    return OAuthSettings(provider=provider, client_id=client_id, scopes=scopes, client_secret_ref=secret_ref,
+                         tenant=tenant, token_url=token_url, auth_url=auth_url, device_url=device_url)
+
+
 @dataclass(frozen=True)
 class Account:
     """A POP3 or IMAP mailbox.
@@ -169,6 +285,12 @@ class Account:
     folder: str = "INBOX"
     account_id: int | None = None
     smtp: SmtpSettings | None = field(default=None, compare=False)
+    oauth: OAuthSettings | None = field(default=None, compare=False)
+
+    @property
+    def auth(self) -> str:
+        """How the account signs in: ``password`` or ``oauth2``."""
+        return "oauth2" if self.oauth is not None else "password"
 
     def with_id(self, account_id: int) -> "Account":
         """Return a copy carrying the store's id."""
@@ -194,8 +316,12 @@ def make_account(
     owner: str | None = None,
     ca_file: str | None = None,
     folder: str | None = None,
+    oauth: OAuthSettings | None = None,
 ) -> Account:
     """Validate the settings and return an :class:`Account` with defaults filled in.
+
+    With ``oauth`` (see :func:`make_oauth_settings`) the account signs in with OAuth2 and
+    ``secret`` is not used.
 
     Raises :class:`ValidationError` naming the first invalid field: an empty name or host, a name,
     host, address, login, owner, folder or secret reference holding a control or invisible character
@@ -239,6 +365,7 @@ def make_account(
         owner=owner,
         ca_file=ca_file or None,
         folder=folder,
+        oauth=oauth,
     )
 
 

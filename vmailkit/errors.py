@@ -107,3 +107,19 @@ class SendError(MailServerError):
 
 class Cancelled(VmailkitError):
     """The caller cancelled a long operation between two chunks."""
+
+
+class SignInError(MailServerError):
+    """OAuth2 sign-in failed: the provider refused the application or the request."""
+
+    reason = "signin"
+
+
+class SignInExpired(SignInError):
+    """The account's OAuth2 grant expired, was revoked, or the account was never signed in."""
+
+
+class SignInUnavailable(SignInError):
+    """The provider's sign-in service did not answer (down, 5xx, timeout): try again later."""
+
+    retryable = True

@@ -53,6 +53,7 @@ from .accounts import Account
 from .errors import MailServerError, StoreError, ValidationError, VmailkitError
 from .parse import Address, ParsedMessage, parse_message
 from .ingest import ensure_identity_rule, mail_record
+from .oauth import TokenStore, credential_for
 from .secrets import resolve_secret
 from .transport.base import DEFAULT_TIMEOUT
 from .transport.smtp import SmtpSession, append_to_sent, smtp_server_view
@@ -562,8 +563,12 @@ def send_reply(
     save_to_sent: bool = False,
     sent_folder: str | None = None,
     timeout: float = DEFAULT_TIMEOUT,
+    tokens: TokenStore | None = None,
 ) -> int:
     """Send ``draft`` through its account's SMTP server, store it and return the new ``email_id``.
+
+    An OAuth2 account signs in to SMTP (and to IMAP for the Sent copy) with its grant from
+    ``tokens`` (default: ``$VMAILKIT_TOKEN_STORE``).
 
     The mail is stored (``direction = 'outgoing'``, ``status = 'read'``, the exact bytes sent) only
     after the server accepted it, with the links of the original copied (origin ``auto``, rule
@@ -593,8 +598,9 @@ def send_reply(
             raise ValidationError("save_to_sent", f"account {account.name!r} is POP3, which has no Sent folder")
         store.mail_account_names(draft.original_id)  # NotFoundError before anything is sent
     message = build_message(draft)
-    imap_password = resolve_secret(account.name, account.secret_ref, passwords) if save_to_sent else ""
-    with SmtpSession(account, smtp_password(account, passwords), timeout=timeout) as session:
+    imap_password = credential_for(account, passwords, tokens) if save_to_sent else ""
+    smtp_secret = credential_for(account, passwords, tokens) if account.oauth is not None else smtp_password(account, passwords)
+    with SmtpSession(account, smtp_secret, timeout=timeout) as session:
         answer = session.send(message.sender, message.recipients, message.raw)
     log.info("account %s: reply to mail %s accepted by %s:%s (%s)", account.name, draft.original_id,
              server.host, server.port, message.message_id)

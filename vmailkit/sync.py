@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 
 import pandas as pd
 
@@ -26,7 +27,7 @@ from .errors import MailServerError, SecretError, ValidationError, VmailkitError
 from .ingest import Preparer, PreparedChunk, ensure_identity_rule
 from .parse import parse_headers
 from .refs import MessageRef, Watermark
-from .secrets import resolve_secret
+from .oauth import TokenStore, credential_for, token_store
 from .store import ChunkResult, ImportSession, Mailbox, Store
 from .transport import DEFAULT_TIMEOUT, Session, open_session
 
@@ -165,16 +166,22 @@ def _status_for(account: Account, exc: BaseException) -> AccountStatus:
     return AccountStatus(account.name, ok=False, error=f"{account.name}: unexpected {type(exc).__name__}: {exc}", reason="error")
 
 
-def connect(account: Account, passwords: Mapping[str, str] | None = None, *, timeout: float = DEFAULT_TIMEOUT) -> Session:
-    """Resolve the account's secret and return an open session (close it, or use ``with``)."""
-    session = open_session(account, resolve_secret(account.name, account.secret_ref, passwords), timeout=timeout)
+def connect(account: Account, passwords: Mapping[str, str] | None = None, *, timeout: float = DEFAULT_TIMEOUT,
+            tokens: TokenStore | None = None) -> Session:
+    """Resolve the account's password (or its OAuth2 grant from ``tokens``) and return an open session.
+
+    Close it, or use ``with``. Raises :class:`MailServerError` subclasses (:class:`SignInExpired`
+    when an OAuth2 grant is gone) and :class:`SecretError`.
+    """
+    session = open_session(account, credential_for(account, passwords, tokens), timeout=timeout)
     session.open()
     return session
 
 
-def test_account(account: Account, passwords: Mapping[str, str] | None = None, *, timeout: float = 15.0) -> str:
+def test_account(account: Account, passwords: Mapping[str, str] | None = None, *, timeout: float = 15.0,
+                 tokens: TokenStore | None = None) -> str:
     """Connect and log in; return a one-line description. Raises :class:`MailServerError` or :class:`SecretError`."""
-    with connect(account, passwords, timeout=timeout) as session:
+    with connect(account, passwords, timeout=timeout, tokens=tokens) as session:
         return f"OK: {account.name} ({account.protocol} {account.security}): {session.describe()}"
 
 
@@ -184,11 +191,45 @@ def _watermark(store: Store, user_id: int, account: Account, session: Session, f
     return store.watermark(user_id, int(account.account_id or 0), session.folder)
 
 
+def _default_tokens(accounts: Iterable[Account], tokens: TokenStore | None) -> TokenStore | None:
+    """``tokens``, else the configured token store when an account signs in with OAuth2 (None if unusable:
+    those accounts then fail one by one with the reason)."""
+    if tokens is not None or not any(a.oauth is not None for a in accounts):
+        return tokens
+    try:
+        return token_store()
+    except VmailkitError:
+        return None
+
+
+def _grant_time(account: Account, tokens: TokenStore | None) -> datetime | None:
+    """When the account's OAuth2 grant was last refreshed (None for password accounts or when unknown)."""
+    if account.oauth is None or tokens is None:
+        return None
+    try:
+        grant = tokens.load(account.name)
+    except VmailkitError:
+        return None
+    if grant is None or grant.refreshed_at is None:
+        return None
+    return datetime.fromtimestamp(grant.refreshed_at, tz=timezone.utc)
+
+
+def _record(store: Store, account: Account, action: str, error: str | None, tokens: TokenStore | None) -> None:
+    """Keep the account's health row (never fails the check or download it reports on)."""
+    try:
+        store.record_health(int(account.account_id or 0), action=action, error=error,
+                            grant_refreshed_at=_grant_time(account, tokens))
+    except VmailkitError:  # pragma: no cover - the file is busy: health is informational
+        pass
+
+
 def _check_one(store: Store, user_id: int, account: Account, passwords: Mapping[str, str] | None,
-               from_beginning: bool, timeout: float) -> tuple[list[dict[str, object]], AccountStatus]:
+               from_beginning: bool, timeout: float, tokens: TokenStore | None = None,
+               ) -> tuple[list[dict[str, object]], AccountStatus]:
     rows: list[dict[str, object]] = []
     try:
-        with connect(account, passwords, timeout=timeout) as session:
+        with connect(account, passwords, timeout=timeout, tokens=tokens) as session:
             refs = session.new_refs(_watermark(store, user_id, account, session, from_beginning))
             headers = list(session.headers(refs))
             stored = store.stored_keys(int(account.account_id or 0), session.folder, session.uidvalidity,
@@ -211,7 +252,7 @@ def _check_one(store: Store, user_id: int, account: Account, passwords: Mapping[
 
 
 def check(store: Store, user: str, *, from_beginning: bool = False, passwords: Mapping[str, str] | None = None,
-          timeout: float = DEFAULT_TIMEOUT, max_workers: int = 4) -> CheckResult:
+          timeout: float = DEFAULT_TIMEOUT, max_workers: int = 4, tokens: TokenStore | None = None) -> CheckResult:
     """List the headers of new messages in every account ``user`` subscribes to, newest first.
 
     With ``from_beginning`` every message is listed, the downloaded ones flagged. The server is not
@@ -219,16 +260,17 @@ def check(store: Store, user: str, *, from_beginning: bool = False, passwords: M
     account in ``statuses``.
     """
     with store.session():  # one open of the file for the whole check (each open costs ~10 ms)
-        return _check(store, user, from_beginning, passwords, timeout, max_workers)
+        return _check(store, user, from_beginning, passwords, timeout, max_workers, tokens)
 
 
 def _check(store: Store, user: str, from_beginning: bool, passwords: Mapping[str, str] | None, timeout: float,
-           max_workers: int) -> CheckResult:
+           max_workers: int, tokens: TokenStore | None) -> CheckResult:
     u = store.get_user(user)
     accounts = store.subscribed_accounts(user)
+    tokens = _default_tokens(accounts, tokens)
 
     def one(account: Account) -> tuple[list[dict[str, object]], AccountStatus]:
-        return _check_one(store, int(u.user_id or 0), account, passwords, from_beginning, timeout)
+        return _check_one(store, int(u.user_id or 0), account, passwords, from_beginning, timeout, tokens)
 
     results: list[tuple[list[dict[str, object]], AccountStatus]] = []
     if len(accounts) == 1:
@@ -244,6 +286,8 @@ def _check(store: Store, user: str, from_beginning: bool, passwords: Mapping[str
         frame = frame.reset_index(drop=True)
     else:
         frame["date"] = pd.to_datetime(frame["date"], utc=True)
+    for account, (_, status) in zip(accounts, results):
+        _record(store, account, "check", status.error, tokens)
     return CheckResult(messages=frame, statuses=[s for _, s in results])
 
 
@@ -298,6 +342,7 @@ def download(
     timeout: float = DEFAULT_TIMEOUT,
     retries: int = RETRIES,
     retry_wait: float = RETRY_WAIT,
+    tokens: TokenStore | None = None,
 ) -> DownloadSummary:
     """Download ``picks`` (or, with ``all_new``, every new message) of ``user``'s accounts.
 
@@ -330,6 +375,7 @@ def download(
                 raise ValidationError("pick", f"{user} does not subscribe to an account named {ref.account}")
             wanted.setdefault(ref.account, []).append(ref)
     names = list(wanted) if wanted is not None else list(subscribed)
+    tokens = _default_tokens([subscribed[n] for n in names], tokens)
 
     summary = DownloadSummary()
     plans: list[_Plan] = []
@@ -339,11 +385,12 @@ def download(
             entry = AccountDownload(account=name)
             summary.accounts.append(entry)
             try:
-                session = connect(account, passwords, timeout=timeout)
+                session = connect(account, passwords, timeout=timeout, tokens=tokens)
             except Exception as exc:  # noqa: BLE001
                 st = _status_for(account, exc)
                 entry.error, entry.reason = st.error, st.reason
                 entry.selected = entry.failed = len(wanted[name]) if wanted else 0
+                _record(store, account, "download", entry.error, tokens)
                 continue
             plan = _Plan(account, entry, session, [])
             plans.append(plan)
@@ -356,7 +403,8 @@ def download(
             entry.selected = len(plan.refs)
         run = _Run(store, preparer=None, importer=None, summary=summary, subjects=subjects, progress=progress,
                    cancel=cancel, after_chunk=after_chunk, passwords=passwords, timeout=timeout, retries=retries,
-                   retry_wait=retry_wait, total=sum(len(p.refs) for p in plans if p.entry.error is None))
+                   retry_wait=retry_wait, total=sum(len(p.refs) for p in plans if p.entry.error is None),
+                   tokens=tokens)
         if progress:
             progress(0, run.total)
         ensure_identity_rule(store)
@@ -365,6 +413,7 @@ def download(
             for plan in plans:
                 if plan.entry.error is None:
                     run.account(plan)
+                _record(store, plan.account, "download", plan.entry.error, tokens)
                 if summary.cancelled:
                     break
     finally:
@@ -391,6 +440,7 @@ class _Run:
     retries: int
     retry_wait: float
     total: int
+    tokens: TokenStore | None = None
     done: int = 0
 
     def cancelled(self) -> bool:
@@ -415,7 +465,7 @@ class _Run:
                 else:
                     time.sleep(wait)
                 try:
-                    plan.session = connect(plan.account, self.passwords, timeout=self.timeout)
+                    plan.session = connect(plan.account, self.passwords, timeout=self.timeout, tokens=self.tokens)
                     entry.reconnects += 1
                 except MailServerError as exc:
                     if exc.retryable:

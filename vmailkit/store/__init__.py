@@ -10,6 +10,7 @@ import os
 from .crm import CRM_TABLES, CrmLoadError, CrmMixin, CrmTable, StagedTable
 from .db import Database, default_db_path
 from .directory import DirectoryMixin
+from .health import HealthMixin
 from .links import ENTITY_TYPES, LinksMixin, MatchResult, normalize_entity_type, normalize_targets
 from .listing import EmailFilter, ListingMixin
 from .mail import ChunkResult, ImportSession, MailMixin, location_key
@@ -17,7 +18,7 @@ from .outgoing import OutgoingMixin
 from .records import Arrival, AttachmentRecord, Mailbox, MailRecord
 
 
-class Store(DirectoryMixin, MailMixin, ListingMixin, CrmMixin, LinksMixin, OutgoingMixin):
+class Store(DirectoryMixin, MailMixin, ListingMixin, CrmMixin, LinksMixin, OutgoingMixin, HealthMixin):
     """All reads and writes of vmailkit's data.
 
     ``Store(path, lock_timeout=60)``: ``path`` defaults to ``$VMAILKIT_DB`` or ``./vmail.duckdb``.

@@ -7,7 +7,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from ..accounts import Account, SmtpSettings, User, check_no_control_characters, validate_user_name
+from ..accounts import Account, OAuthSettings, SmtpSettings, User, check_no_control_characters, validate_user_name
 from ..errors import NotFoundError, ValidationError
 from ..secrets import check_reference
 from .db import Database
@@ -39,8 +39,41 @@ def _smtp_settings(con: duckdb.DuckDBPyConnection, rows: list[tuple[Any, ...]]) 
             for r in found}
 
 
-def _accounts_with_smtp(rows: list[tuple[Any, ...]], smtp: dict[int, SmtpSettings]) -> list[Account]:
-    return [replace(a, smtp=smtp.get(a.account_id)) for a in map(_account_from_row, rows)]
+def _oauth_settings(con: duckdb.DuckDBPyConnection, rows: list[tuple[Any, ...]]) -> dict[int, OAuthSettings]:
+    """The OAuth2 settings (table ``account_oauth``) of the accounts in ``rows`` (first column: account_id)."""
+    ids = [r[0] for r in rows]
+    if not ids:
+        return {}
+    found = con.execute(
+        "SELECT account_id, provider, client_id, scopes, client_secret_ref, tenant, token_url, auth_url, device_url"
+        " FROM account_oauth WHERE account_id IN (SELECT unnest(?::INTEGER[]))", [ids],
+    ).fetchall()
+    return {r[0]: OAuthSettings(provider=r[1], client_id=r[2], scopes=tuple(r[3]), client_secret_ref=r[4],
+                                tenant=r[5], token_url=r[6], auth_url=r[7], device_url=r[8]) for r in found}
+
+
+def _accounts_with_smtp(rows: list[tuple[Any, ...]], smtp: dict[int, SmtpSettings],
+                        oauth: dict[int, OAuthSettings] | None = None) -> list[Account]:
+    oauth = oauth or {}
+    return [replace(a, smtp=smtp.get(a.account_id), oauth=oauth.get(a.account_id)) for a in map(_account_from_row, rows)]
+
+
+def _save_oauth(con: duckdb.DuckDBPyConnection, account_id: int, settings: OAuthSettings | None) -> None:
+    """Insert, replace or (``None``) delete an account's OAuth2 settings; the client secret must be a reference."""
+    if settings is None:
+        con.execute("DELETE FROM account_oauth WHERE account_id = ?", [account_id])
+        return
+    secret_ref = check_reference(settings.client_secret_ref) if settings.client_secret_ref else None
+    con.execute(
+        "INSERT INTO account_oauth (account_id, provider, client_id, client_secret_ref, tenant, token_url, auth_url,"
+        " device_url, scopes, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, current_timestamp)"
+        " ON CONFLICT (account_id) DO UPDATE SET provider = excluded.provider, client_id = excluded.client_id,"
+        " client_secret_ref = excluded.client_secret_ref, tenant = excluded.tenant, token_url = excluded.token_url,"
+        " auth_url = excluded.auth_url, device_url = excluded.device_url, scopes = excluded.scopes,"
+        " updated_at = excluded.updated_at",
+        [account_id, settings.provider, settings.client_id, secret_ref, settings.tenant, settings.token_url,
+         settings.auth_url, settings.device_url, list(settings.scopes)],
+    )
 
 
 def _save_smtp(con: duckdb.DuckDBPyConnection, account_id: int, settings: SmtpSettings | None) -> None:
@@ -111,13 +144,15 @@ class DirectoryMixin:
             ).fetchone()
             if account.smtp is not None:
                 _save_smtp(con, account_id, account.smtp)
+            if account.oauth is not None:
+                _save_oauth(con, account_id, account.oauth)
         return self.get_account(account.name) if account_id else account
 
     def update_account(self, account: Account) -> Account:
         """Replace the settings of the stored account with ``account.name``; returns the stored account.
 
-        SMTP settings are replaced when ``account.smtp`` is set and kept when it is None (clear them
-        with :meth:`set_smtp`).
+        SMTP and OAuth2 settings are replaced when ``account.smtp`` / ``account.oauth`` is set and kept
+        when it is None (clear them with :meth:`set_smtp` / :meth:`set_oauth`).
         """
         secret_ref = check_reference(account.secret_ref)
         with self.db.atomic() as con:
@@ -130,9 +165,11 @@ class DirectoryMixin:
                 [account.kind, owner_id, account.protocol, account.host, account.port, account.security,
                  account.address, account.login, secret_ref, account.ca_file, account.folder, account.name],
             )
+            (account_id,) = con.execute("SELECT account_id FROM accounts WHERE name = ?", [account.name]).fetchone()
             if account.smtp is not None:
-                (account_id,) = con.execute("SELECT account_id FROM accounts WHERE name = ?", [account.name]).fetchone()
                 _save_smtp(con, account_id, account.smtp)
+            if account.oauth is not None:
+                _save_oauth(con, account_id, account.oauth)
         return self.get_account(account.name)
 
     def set_smtp(self, name: str, settings: SmtpSettings | None) -> Account:
@@ -149,11 +186,24 @@ class DirectoryMixin:
             _save_smtp(con, row[0], settings)
         return self.get_account(name)
 
+    def set_oauth(self, name: str, settings: OAuthSettings | None) -> Account:
+        """Make account ``name`` sign in with OAuth2 (``settings``), or with its password again (``None``).
+
+        Raises :class:`NotFoundError` for an unknown account and :class:`ValidationError` when the
+        client secret is not a reference.
+        """
+        with self.db.atomic() as con:
+            row = con.execute("SELECT account_id FROM accounts WHERE name = ?", [name]).fetchone()
+            if row is None:
+                raise NotFoundError(f"no account named {name!r}")
+            _save_oauth(con, row[0], settings)
+        return self.get_account(name)
+
     def delete_account(self, name: str) -> None:
         """Delete an account and its subscriptions and sync state; stored mail is kept."""
         account = self.get_account(name)
         with self.db.atomic() as con:
-            for table in ("subscriptions", "sync_state", "sync_uidls", "account_smtp"):
+            for table in ("subscriptions", "sync_state", "sync_uidls", "account_smtp", "account_oauth", "account_health"):
                 con.execute(f"DELETE FROM {table} WHERE account_id = ?", [account.account_id])
             con.execute("DELETE FROM accounts WHERE account_id = ?", [account.account_id])
 
@@ -175,9 +225,10 @@ class DirectoryMixin:
                 [name],
             ).fetchone()
             smtp = _smtp_settings(con, [row]) if row is not None else {}
+            oauth = _oauth_settings(con, [row]) if row is not None else {}
         if row is None:
             raise NotFoundError(f"no account named {name!r}")
-        return _accounts_with_smtp([row], smtp)[0]
+        return _accounts_with_smtp([row], smtp, oauth)[0]
 
     def list_accounts(self) -> list[Account]:
         """Every account, general ones first, then by name."""
@@ -187,7 +238,8 @@ class DirectoryMixin:
                 " ORDER BY a.kind, a.name"
             ).fetchall()
             smtp = _smtp_settings(con, rows)
-        return _accounts_with_smtp(rows, smtp)
+            oauth = _oauth_settings(con, rows)
+        return _accounts_with_smtp(rows, smtp, oauth)
 
     def accounts_frame(self) -> pd.DataFrame:
         """Every account as a DataFrame, secret references included (they are not secrets)."""
@@ -223,4 +275,5 @@ class DirectoryMixin:
                 [u.user_id],
             ).fetchall()
             smtp = _smtp_settings(con, rows)
-        return _accounts_with_smtp(rows, smtp)
+            oauth = _oauth_settings(con, rows)
+        return _accounts_with_smtp(rows, smtp, oauth)

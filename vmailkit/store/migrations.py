@@ -313,4 +313,30 @@ MIGRATIONS: list[tuple[str, str]] = [
             SELECT 'identity_rule', CASE WHEN EXISTS (SELECT 1 FROM emails) THEN 'fingerprint-1' ELSE 'none' END;
         """,
     ),
+    (
+        "0006_oauth_health",
+        """
+        CREATE TABLE account_oauth (
+            account_id         INTEGER PRIMARY KEY,
+            provider           VARCHAR NOT NULL CHECK (provider IN ('microsoft', 'google', 'generic')),
+            client_id          VARCHAR NOT NULL,
+            client_secret_ref  VARCHAR,
+            tenant             VARCHAR,
+            token_url          VARCHAR,
+            auth_url           VARCHAR,
+            device_url         VARCHAR,
+            scopes             VARCHAR[] NOT NULL,
+            updated_at         TIMESTAMPTZ NOT NULL DEFAULT current_timestamp
+        );
+        CREATE TABLE account_health (
+            account_id          INTEGER PRIMARY KEY,
+            last_check_at       TIMESTAMPTZ,
+            last_download_at    TIMESTAMPTZ,
+            last_error          VARCHAR,
+            last_error_at       TIMESTAMPTZ,
+            failing_since       TIMESTAMPTZ,
+            grant_refreshed_at  TIMESTAMPTZ
+        );
+        """,
+    ),
 ]

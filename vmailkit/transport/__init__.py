@@ -11,11 +11,12 @@ from ..accounts import Account
 from .base import DEFAULT_TIMEOUT, FetchedChunk, FetchFailure, RemoteHeader, RemoteMessage, SessionBase, tls_context
 from .imap import ImapSession
 from .pop3 import Pop3Session
+from .sasl import TokenSource
 
 Session = ImapSession | Pop3Session
 
 
-def open_session(account: Account, password: str, *, timeout: float = DEFAULT_TIMEOUT) -> Session:
+def open_session(account: Account, password: str | TokenSource, *, timeout: float = DEFAULT_TIMEOUT) -> Session:
     """Return an unopened session for ``account`` (use it with ``with``)."""
     if account.protocol == "imap":
         return ImapSession(account, password, timeout=timeout)
@@ -23,4 +24,4 @@ def open_session(account: Account, password: str, *, timeout: float = DEFAULT_TI
 
 
 __all__ = ["ImapSession", "Pop3Session", "FetchedChunk", "FetchFailure", "RemoteHeader", "RemoteMessage", "Session",
-           "SessionBase", "open_session", "tls_context", "DEFAULT_TIMEOUT"]
+           "SessionBase", "TokenSource", "open_session", "tls_context", "DEFAULT_TIMEOUT"]

@@ -13,6 +13,7 @@ from imap_tools.errors import ImapToolsError
 
 from ..accounts import Account
 from ..refs import MessageRef, Watermark
+from .sasl import TokenSource
 from ..errors import (
     AuthError,
     ConnectionLost,
@@ -97,7 +98,7 @@ class SessionBase:
     folder = "INBOX"
     uidvalidity = 0
 
-    def __init__(self, account: Account, password: str, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(self, account: Account, password: "str | TokenSource", *, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.account = account
         self._password = password
         self.timeout = timeout
@@ -149,7 +150,7 @@ class SessionBase:
             return MAILBOX_CHANGED
         return None
 
-    def _take_password(self) -> str:
+    def _take_password(self) -> "str | TokenSource":
         password, self._password = self._password, ""
         return password
 
@@ -260,6 +261,17 @@ def starttls_missing(account: Account) -> StartTLSNotOffered:
         account.name,
         f"{account.host}:{account.port} does not offer {command}; refusing to continue without encryption "
         "(use security 'ssl' on the TLS port, or 'plain' only if you accept unencrypted passwords)",
+    )
+
+
+def token_refused(account: Account, server_text: str) -> AuthError:
+    """The error for an OAuth2 token the mail server refused twice (a fresh one included)."""
+    server_text = server_text.strip()
+    return AuthError(
+        account.name,
+        f"{account.host} refused the OAuth2 sign-in of {account.login}"
+        f"{': ' + server_text if server_text else ''}; make sure the mailbox allows "
+        f"{account.protocol.upper()} access and the application has permission for it, then sign in again",
     )
 
 

@@ -12,7 +12,7 @@ from imap_tools import MailBox, MailBoxStartTls, MailBoxUnencrypted
 from imap_tools.errors import MailboxLoginError, MailboxStarttlsError
 
 from ..accounts import Account
-from ..errors import MailServerError, ProtocolError
+from ..errors import AuthError, MailServerError, ProtocolError
 from ..refs import MessageRef, Watermark
 from .base import (
     DEFAULT_TIMEOUT,
@@ -31,7 +31,9 @@ from .base import (
     set_nodelay,
     starttls_missing,
     tls_context,
+    token_refused,
 )
+from .sasl import TokenSource, choose, describe_challenge, initial_response, log_in_with_token
 from .imap_response import (
     NOT_SENT,
     FetchParseError,
@@ -60,7 +62,8 @@ class ImapSession(SessionBase):
     subclasses on failure.
     """
 
-    def __init__(self, account: Account, password: str, *, timeout: float = DEFAULT_TIMEOUT, folder: str | None = None) -> None:
+    def __init__(self, account: Account, password: str | TokenSource, *, timeout: float = DEFAULT_TIMEOUT,
+                 folder: str | None = None) -> None:
         super().__init__(account, password, timeout=timeout)
         self.folder = folder or account.folder
         self.mailbox: MailBox | MailBoxStartTls | MailBoxUnencrypted | None = None
@@ -84,6 +87,11 @@ class ImapSession(SessionBase):
             self.mailbox = mb
             set_nodelay(mb.client.sock)
         password = self._take_password()
+        if not isinstance(password, str):
+            with mapped_errors(acc, "login"):
+                self._token_login(mb.client, password)
+            self._examine()
+            return
         with mapped_errors(acc, "login"):
             try:
                 mb.login(acc.login, password, initial_folder=None)
@@ -98,6 +106,37 @@ class ImapSession(SessionBase):
             finally:
                 del password
         self._examine()
+
+    def _token_login(self, client: imaplib.IMAP4, source: TokenSource) -> None:
+        """AUTHENTICATE XOAUTH2 (or OAUTHBEARER) with the account's access token; one retry with a fresh one."""
+        acc = self.account
+        mechanism = choose([c[len("AUTH="):] for c in client.capabilities if c.upper().startswith("AUTH=")])
+        if mechanism is None:
+            raise AuthError(acc.name, f"{acc.host} does not offer OAuth2 sign-in over IMAP (XOAUTH2 or OAUTHBEARER); "
+                                      "check the host and port of the account")
+
+        def attempt(token: str) -> str | None:
+            said: list[bytes] = []
+
+            def respond(challenge: bytes) -> bytes | None:
+                if said:  # the server's error challenge: cancel, never send the token again
+                    said.append(challenge)
+                    return None
+                said.append(b"")
+                return initial_response(mechanism, source.user, token, acc.host, acc.port)
+
+            try:
+                client.authenticate(mechanism, respond)
+            except imaplib.IMAP4.abort:
+                raise
+            except imaplib.IMAP4.error as exc:
+                why = describe_challenge(said[1]) if len(said) > 1 else ""
+                return why or decode_server_text(exc.args[0] if exc.args else exc)
+            return None
+
+        refusal = log_in_with_token(source, attempt)
+        if refusal is not None:
+            raise token_refused(acc, refusal)
 
     def _starttls_mailbox(self) -> MailBoxStartTls:
         acc = self.account

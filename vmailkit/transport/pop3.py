@@ -4,11 +4,12 @@ The server is never changed: no DELE is ever sent, and QUIT is only sent after r
 """
 from __future__ import annotations
 
+import base64
 import poplib
 from collections.abc import Iterable, Iterator
 
 from ..accounts import Account
-from ..errors import MailServerError, ProtocolError
+from ..errors import AuthError, MailServerError, ProtocolError
 from ..refs import MessageRef, Watermark
 from .base import (
     DEFAULT_TIMEOUT,
@@ -24,7 +25,9 @@ from .base import (
     set_nodelay,
     starttls_missing,
     tls_context,
+    token_refused,
 )
+from .sasl import TokenSource, choose, describe_challenge, initial_response, log_in_with_token
 
 #: Longest line accepted from the server. poplib's own limit (2,048 bytes) loses real mail with
 #: long lines; this one only protects against a server that never ends a line.
@@ -65,7 +68,7 @@ class _POP3_SSL(_LongLines, poplib.POP3_SSL):
 class Pop3Session(SessionBase):
     """An open, logged-in POP3 connection. Use as a context manager."""
 
-    def __init__(self, account: Account, password: str, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(self, account: Account, password: str | TokenSource, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         super().__init__(account, password, timeout=timeout)
         self.client: poplib.POP3 | None = None
         self._numbers: dict[str, int] = {}
@@ -93,6 +96,12 @@ class Pop3Session(SessionBase):
                 client.stls(context=tls_context(acc))
                 caps = _capabilities(client)
         password = self._take_password()
+        if not isinstance(password, str):
+            with mapped_errors(acc, "login"):
+                self._token_login(client, caps, password)
+                self._pipelining = "PIPELINING" in _capabilities(client)
+            self._load_tables()
+            return
         with mapped_errors(acc, "login"):
             try:
                 client.user(acc.login)
@@ -103,6 +112,47 @@ class Pop3Session(SessionBase):
                 del password
             self._pipelining = "PIPELINING" in _capabilities(client)
         self._load_tables()
+
+    def _token_login(self, client: poplib.POP3, caps: dict[str, list[str]], source: TokenSource) -> None:
+        """``AUTH XOAUTH2`` (or OAUTHBEARER, RFC 5034) by hand: poplib has no SASL helper.
+
+        The response goes on its own line (a bearer token does not fit the 255-octet command line);
+        a ``+ `` challenge carrying the server's error is answered with ``*`` (cancel), never with the
+        token again.
+        """
+        acc = self.account
+        mechanism = choose([m for m in caps.get("SASL", [])]) if caps else "XOAUTH2"
+        if mechanism is None:
+            raise AuthError(acc.name, f"{acc.host} does not offer OAuth2 sign-in over POP3 (XOAUTH2 or OAUTHBEARER); "
+                                      "check the host and port of the account")
+
+        def line() -> bytes:
+            return client._getline()[0]  # type: ignore[attr-defined, no-any-return]
+
+        def attempt(token: str) -> str | None:
+            client._putcmd(f"AUTH {mechanism}")  # type: ignore[attr-defined]
+            answer = line()
+            if answer.startswith(b"-ERR"):
+                return _text(poplib.error_proto(answer))
+            if not answer.startswith(b"+"):
+                raise ProtocolError(acc.name, f"unexpected answer to AUTH: {_text(poplib.error_proto(answer))[:200]}")
+            response = initial_response(mechanism, source.user, token, acc.host, acc.port)
+            client._putcmd(base64.b64encode(response).decode("ascii"))  # type: ignore[attr-defined]
+            answer = line()
+            if answer.startswith(b"+OK"):
+                return None
+            why = ""
+            if answer.startswith(b"+"):  # an error challenge: cancel the exchange
+                why = describe_challenge(answer[1:])
+                client._putcmd("*")  # type: ignore[attr-defined]
+                answer = line()
+            if answer.startswith(b"+OK"):
+                return None
+            return why or _text(poplib.error_proto(answer))
+
+        refusal = log_in_with_token(source, attempt)
+        if refusal is not None:
+            raise token_refused(acc, refusal)
 
     def _load_tables(self) -> None:
         assert self.client is not None

@@ -23,7 +23,8 @@ from dataclasses import dataclass, replace
 
 from ..accounts import Account
 from ..errors import AuthError, ProtocolError, SendError, StartTLSNotOffered, ValidationError
-from .base import DEFAULT_TIMEOUT, end_quietly, mapped_errors, set_nodelay, tls_context
+from .base import DEFAULT_TIMEOUT, end_quietly, mapped_errors, set_nodelay, tls_context, token_refused
+from .sasl import TokenSource, choose, describe_challenge, initial_response, log_in_with_token
 
 SMTP_AUTH_HINT = (
     "check the SMTP login and password; many providers need SMTP AUTH enabled for the mailbox and an "
@@ -73,7 +74,7 @@ class SmtpSession:
     :class:`MailTimeout`, :class:`ProtocolError`, :class:`SendError`. None of them carries the password.
     """
 
-    def __init__(self, account: Account, password: str, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(self, account: Account, password: str | TokenSource, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.account = account
         self.server = smtp_server_view(account)
         self.timeout = timeout
@@ -138,6 +139,12 @@ class SmtpSession:
         client = self.client
         assert client is not None
         password, self._password = self._password, ""
+        if not isinstance(password, str):
+            with mapped_errors(srv, "login"):
+                if not client.has_extn("auth"):
+                    raise AuthError(srv.name, f"{self.where} offers no SMTP AUTH; cannot sign in")
+                self._token_login(client, password)
+            return
         try:
             with mapped_errors(srv, "login"):
                 if not client.has_extn("auth"):
@@ -177,6 +184,42 @@ class SmtpSession:
             del password
             # smtplib keeps the credentials on the client for its auth callbacks; drop them now
             client.user = client.password = None  # type: ignore[assignment]
+
+    def _token_login(self, client: smtplib.SMTP, source: TokenSource) -> None:
+        """AUTH XOAUTH2 (or OAUTHBEARER) with the account's access token; one retry with a fresh one.
+
+        The server's error challenge (334 with a JSON body) gets the empty response XOAUTH2 asks for,
+        never the token again.
+        """
+        srv = self.server
+        mechanism = choose(client.esmtp_features.get("auth", "").split())
+        if mechanism is None:
+            raise AuthError(srv.name, f"{self.where} does not offer OAuth2 sign-in (XOAUTH2 or OAUTHBEARER): "
+                                      f"{client.esmtp_features.get('auth', '').strip()}")
+
+        def attempt(token: str) -> str | None:
+            said: list[str] = []
+
+            def respond(challenge: bytes | None = None) -> str:
+                if said:
+                    said.append(describe_challenge(challenge or b""))
+                    return "" if mechanism == "XOAUTH2" else "\x01"
+                said.append("")
+                return initial_response(mechanism, source.user, token, srv.host, srv.port).decode()
+
+            try:
+                code, resp = client.auth(mechanism, respond, initial_response_ok=True)
+            except smtplib.SMTPServerDisconnected as exc:
+                raise ProtocolError(srv.name, f"{self.where} closed the connection during sign-in: {exc}") from None
+            except smtplib.SMTPAuthenticationError as exc:
+                return (said[1] if len(said) > 1 and said[1] else f"{exc.smtp_code} {_text(exc.smtp_error)}")
+            if code not in (235, 503):
+                return f"{code} {_text(resp)}"
+            return None
+
+        refusal = log_in_with_token(source, attempt)
+        if refusal is not None:
+            raise token_refused(srv, refusal)
 
     def close(self) -> None:
         """Say QUIT and close; never raises."""
@@ -273,7 +316,7 @@ class SentCopy:
     uid: int | None
 
 
-def append_to_sent(account: Account, password: str, raw: bytes, *, folder: str | None = None,
+def append_to_sent(account: Account, password: str | TokenSource, raw: bytes, *, folder: str | None = None,
                    timeout: float = DEFAULT_TIMEOUT) -> SentCopy:
     """Append ``raw`` (flagged ``\\Seen``) to the account's Sent folder over IMAP and return where it went.
 
