@@ -300,10 +300,14 @@ class DovecotServer:
         start_timeout: float = 20.0,
         debug: bool = False,
         oauth2: OAuth2Settings | None = None,
+        auth_verbose: bool = False,
     ) -> None:
         self.base_dir = Path(base_dir).resolve()
         self.tls = tls
         self.debug = debug
+        # auth_verbose = yes without the rest of debug: the log then says why
+        # a login failed (e.g. "oauth2 failed: Local validation failed: Token has expired")
+        self.auth_verbose = auth_verbose
         self.start_timeout = start_timeout
         self.dovecot_bin = dovecot_bin or find_dovecot()
         if not self.dovecot_bin:
@@ -672,7 +676,7 @@ class DovecotServer:
         # its socket (below) disables it.
         a("auth_failure_delay = 0")
         a("auth_cache_size = 0")
-        a(f"auth_verbose = {'yes' if self.debug else 'no'}")
+        a(f"auth_verbose = {'yes' if self.debug or self.auth_verbose else 'no'}")
         a(f"auth_debug = {'yes' if self.debug else 'no'}")
         a(f"mail_debug = {'yes' if self.debug else 'no'}")
         a(f"verbose_ssl = {'yes' if self.debug else 'no'}")

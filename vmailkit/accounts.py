@@ -239,7 +239,11 @@ def make_oauth_settings(
     secret_ref = None
     if client_secret and client_secret.strip():
         check_no_control_characters(client_secret.strip(), "client_secret", echo=False)
-        secret_ref = check_reference(client_secret)
+        try:
+            secret_ref = check_reference(client_secret)
+        except ValidationError:
+            raise ValidationError("client_secret", "give the client secret as env:VARNAME or keyring:SERVICE/NAME "
+                                                   "(the secret itself is never stored)") from None
         if secret_ref.startswith("prompt:"):
             raise ValidationError("client_secret", "give the client secret as env:VARNAME or keyring:SERVICE/NAME")
     tenant = (tenant or "").strip() or None

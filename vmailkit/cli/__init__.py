@@ -16,7 +16,7 @@ import click
 import pandas as pd
 
 from .. import sync
-from ..accounts import make_account
+from ..accounts import make_account, make_oauth_settings
 from ..refs import read_picks_text
 from .signals import stop_on_signals
 from ..errors import VmailkitError
@@ -145,16 +145,40 @@ def account() -> None:
 @click.option("--security", type=click.Choice(["ssl", "starttls", "plain"]), required=True)
 @click.option("--address", required=True, help="The account's e-mail address.")
 @click.option("--login", help="Login name (default: the address).")
-@click.option("--secret", required=True, help="env:VARNAME, keyring:SERVICE/NAME or prompt: (never the password).")
+@click.option("--secret", help="Password accounts: env:VARNAME, keyring:SERVICE/NAME or prompt: (never the password).")
 @click.option("--ca-file", type=click.Path(exists=True, dir_okay=False), help="Extra CA certificate(s) to trust.")
 @click.option("--folder", help="IMAP folder (default INBOX).")
+@click.option("--auth", type=click.Choice(["password", "oauth2"]), default="password", show_default=True,
+              help="How the account signs in (Microsoft 365 and Google need oauth2).")
+@click.option("--oauth-provider", type=click.Choice(["microsoft", "google", "generic"]), help="With --auth oauth2.")
+@click.option("--client-id", help="The application (client) id registered with the provider.")
+@click.option("--client-secret", metavar="REF", help="env:VARNAME or keyring:SERVICE/NAME (confidential clients only).")
+@click.option("--tenant", help="Microsoft: the tenant id or domain (default: organizations).")
+@click.option("--token-url", help="generic: the token endpoint.")
+@click.option("--auth-url", help="generic: the authorization endpoint (browser sign-in).")
+@click.option("--device-url", help="generic: the device authorization endpoint (device sign-in).")
+@click.option("--scope", help="Space-separated scopes (default: the provider's scopes for IMAP, POP3 and SMTP).")
 @click.pass_context
 @friendly
-def account_add(ctx: click.Context, name: str, **opts: Any) -> None:
-    """Add an account."""
-    acc = make_account(name, **{k: v for k, v in opts.items()})
+def account_add(ctx: click.Context, name: str, auth: str, oauth_provider: str | None, client_id: str | None,
+                client_secret: str | None, tenant: str | None, token_url: str | None, auth_url: str | None,
+                device_url: str | None, scope: str | None, **opts: Any) -> None:
+    """Add an account (then, for OAuth2: `vmailkit account signin NAME`)."""
+    oauth = None
+    if auth == "oauth2":
+        if not oauth_provider:
+            raise click.UsageError("--auth oauth2 needs --oauth-provider microsoft|google|generic")
+        oauth = make_oauth_settings(provider=oauth_provider, client_id=client_id or "", client_secret=client_secret,
+                                    tenant=tenant, token_url=token_url, auth_url=auth_url, device_url=device_url,
+                                    scope=scope)
+    elif any((oauth_provider, client_id, client_secret, tenant, token_url, auth_url, device_url, scope)):
+        raise click.UsageError("the OAuth2 options need --auth oauth2")
+    elif not opts.get("secret"):
+        raise click.UsageError("a password account needs --secret env:VARNAME, keyring:SERVICE/NAME or prompt:")
+    acc = make_account(name, oauth=oauth, **{k: v or "" if k == "secret" else v for k, v in opts.items()})
     stored = _store(ctx).add_account(acc)
-    click.echo(f"Added {stored.kind} account {stored.name} ({stored.protocol} {stored.security} {stored.host}:{stored.port})")
+    click.echo(f"Added {stored.kind} account {stored.name} ({stored.protocol} {stored.security} {stored.host}:{stored.port})"
+               + (f"; sign it in with `vmailkit account signin {stored.name} --device`" if oauth else ""))
 
 
 @account.command("list")
@@ -162,8 +186,11 @@ def account_add(ctx: click.Context, name: str, **opts: Any) -> None:
 @click.pass_context
 @friendly
 def account_list(ctx: click.Context, fmt: str) -> None:
-    """List accounts."""
-    emit(_store(ctx).accounts_frame(), fmt)
+    """List accounts with their health: auth, last check and download, failing since, sign-in renewed."""
+    store = _store(ctx)
+    frame = store.accounts_frame()
+    health = store.health().rename(columns={"account": "name"})
+    emit(frame.merge(health, on="name", how="left"), fmt)
 
 
 @account.command("test")
@@ -346,7 +373,7 @@ def _register_subcommands() -> None:
     """Command groups that live in their own modules (``vmailkit/cli/<topic>.py``)."""
     import importlib
 
-    for topic in ("crm", "reply", "batch"):
+    for topic in ("crm", "reply", "batch", "oauth"):
         try:
             module = importlib.import_module(f"{__name__}.{topic}")
         except ModuleNotFoundError as exc:
