@@ -65,3 +65,50 @@ def corpus_dir() -> Path:
     if not path.is_dir():
         pytest.skip(f"MIME corpus not found at {path}")
     return path
+
+
+@pytest.fixture(scope="session")
+def oauth_provider():
+    """A started loopback OAuth2 authorization server (``tests/oauth_provider.py``), plain HTTP.
+
+    Shared by the session: a test that changes its switches (``fail_with``,
+    ``delay``, ``access_lifetime``...) must put them back (``reset()`` clears
+    the fault switches and the request log).
+    """
+    from oauth_provider import OAuthProvider
+
+    provider = OAuthProvider()
+    provider.start()
+    yield provider
+    provider.stop()
+
+
+@pytest.fixture(scope="session")
+def dovecot_oauth(tmp_path_factory: pytest.TempPathFactory, oauth_provider):
+    """A second started Dovecot (TLS) that also accepts XOAUTH2/OAUTHBEARER with ``oauth_provider``'s JWTs.
+
+    Passwords keep working (PLAIN/LOGIN).  ``auth_verbose`` is on, so
+    ``dovecot_oauth.log_file`` says why a token was refused.
+    """
+    from dovecot import OAuth2Settings
+
+    binary = dovecot_bin()
+    srv = DovecotServer(
+        tmp_path_factory.mktemp("dovecot-oauth"), tls=True, dovecot_bin=binary,
+        oauth2=OAuth2Settings.from_provider(oauth_provider), auth_verbose=True,
+    )
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def smtp_oauth(tmp_path_factory: pytest.TempPathFactory, oauth_provider):
+    """A started aiosmtpd (STARTTLS) offering AUTH XOAUTH2, accepting ``oauth_provider.check_token``."""
+    from smtpserver import SmtpServer
+
+    srv = SmtpServer(tmp_path_factory.mktemp("smtp-oauth"), mode="starttls",
+                     oauth_verify=oauth_provider.check_token)
+    srv.start()
+    yield srv
+    srv.stop()

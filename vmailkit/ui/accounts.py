@@ -5,8 +5,10 @@ from typing import Any
 
 import ipywidgets as W
 
-from ..accounts import Account, default_port, make_account
-from ..errors import MailServerError, NotFoundError, SecretError, ValidationError
+from ..accounts import Account, default_port, make_account, make_oauth_settings
+from ..errors import MailServerError, NotFoundError, SecretError, ValidationError, VmailkitError
+from ..oauth import TokenStore, token_store
+from ..oauth.signin import sign_in_device
 from ..sync import test_account
 from .common import Panel, PasswordBook, Worker, esc, labelled, note
 
@@ -33,7 +35,19 @@ SECRET_KINDS = [
     ("Type it in (kept in memory only)", "prompt"),
     ("Environment variable", "env"),
     ("System keyring (SERVICE/NAME)", "keyring"),
+    ("Sign in with OAuth2 (Microsoft 365, Google, other)", "oauth2"),
 ]
+OAUTH_PROVIDERS = [("Microsoft 365", "microsoft"), ("Google", "google"), ("Other (standard OAuth2)", "generic")]
+
+
+def _given(value: Any) -> bool:
+    return value is not None and not (isinstance(value, float) and value != value) and str(value) != "NaT"
+
+
+def _short(value: Any) -> str:
+    import pandas as pd
+
+    return pd.Timestamp(value).strftime("%Y-%m-%d %H:%M") if _given(value) else ""
 
 
 class AccountsPanel(Panel):
@@ -45,10 +59,12 @@ class AccountsPanel(Panel):
     :meth:`test_connection`, :meth:`add_user`, :meth:`wait`.
     """
 
-    def __init__(self, store: Any, *, user: str | None = None, passwords: PasswordBook | None = None) -> None:
+    def __init__(self, store: Any, *, user: str | None = None, passwords: PasswordBook | None = None,
+                 tokens: TokenStore | None = None) -> None:
         super().__init__()
         self.store = store
         self.passwords = passwords if passwords is not None else PasswordBook()
+        self._tokens = tokens
         self._loading = False
         wide = W.Layout(width="28em")
 
@@ -71,6 +87,16 @@ class AccountsPanel(Panel):
         self.secret_ref = W.Text(placeholder="MAIL_PASSWORD", layout=wide)
         self.password = W.Password(placeholder="password or app password", layout=wide)
         self.password.add_class("vmk-password")
+        self.oauth_provider = W.Dropdown(options=OAUTH_PROVIDERS, value="microsoft", layout=wide)
+        self.client_id = W.Text(placeholder="application (client) id from the app registration", layout=wide)
+        self.client_secret = W.Text(placeholder="(optional) env:VARNAME or keyring:SERVICE/NAME", layout=wide)
+        self.tenant = W.Text(placeholder="(Microsoft) tenant id or domain, e.g. contoso.com", layout=wide)
+        self.token_url = W.Text(placeholder="https://… token endpoint", layout=wide)
+        self.device_url = W.Text(placeholder="https://… device authorization endpoint", layout=wide)
+        self.scope = W.Text(placeholder="(default: the provider's mail scopes)", layout=wide)
+        self.signin_button = W.Button(description="Sign in", icon="sign-in")
+        self.signin_code = W.HTML()
+        self.signin_code.add_class("vmk-signin-code")
         self.save_button = W.Button(description="Save account", icon="save", button_style="primary")
         self.test_button = W.Button(description="Test connection", icon="plug")
         self.delete_button = W.Button(description="Delete", icon="trash", button_style="danger")
@@ -87,6 +113,12 @@ class AccountsPanel(Panel):
         self.folder_row = labelled("Folder", self.folder)
         self.secret_ref_row = labelled("Reference", self.secret_ref)
         self.password_row = labelled("Password", self.password)
+        self.tenant_row = labelled("Tenant", self.tenant)
+        self.generic_rows = W.VBox([labelled("Token URL", self.token_url), labelled("Device URL", self.device_url),
+                                    labelled("Scopes", self.scope)])
+        self.oauth_box = W.VBox([labelled("Provider", self.oauth_provider), labelled("Client id", self.client_id),
+                                 labelled("Client secret", self.client_secret), self.tenant_row, self.generic_rows,
+                                 W.HBox([self.signin_button]), self.signin_code])
         form = W.VBox([
             labelled("Account", self.account_picker),
             labelled("Name", self.name),
@@ -102,6 +134,7 @@ class AccountsPanel(Panel):
             labelled("Secret", self.secret_kind),
             self.secret_ref_row,
             self.password_row,
+            self.oauth_box,
             W.HBox([self.save_button, self.test_button, self.new_button, self.delete_button]),
             self.confirm_box,
             self.worker.widget,
@@ -145,6 +178,8 @@ class AccountsPanel(Panel):
         self.starttls.observe(self.guard(lambda c: self._security_changed("starttls" if c["new"] else None)), names="value")
         self.custom_port.observe(self.guard(lambda _c: self._security_changed(None)), names="value")
         self.secret_kind.observe(self.guard(lambda _c: self._sync_form()), names="value")
+        self.oauth_provider.observe(self.guard(lambda _c: self._sync_form()), names="value")
+        self.signin_button.on_click(self.guard(lambda _b: self.sign_in(), "sign in"))
         self.save_button.on_click(self.guard(lambda _b: self.save(), "save account"))
         self.test_button.on_click(self.guard(lambda _b: self.test_connection(), "test connection"))
         self.new_button.on_click(self.guard(lambda _b: self.new()))
@@ -183,8 +218,12 @@ class AccountsPanel(Panel):
         """Show the fields that apply and fill the default port unless a custom one is chosen."""
         self.owner_row.layout.display = "" if self.kind.value == "personal" else "none"
         self.folder_row.layout.display = "" if self.protocol.value == "imap" else "none"
-        self.secret_ref_row.layout.display = "none" if self.secret_kind.value == "prompt" else ""
+        oauth = self.secret_kind.value == "oauth2"
+        self.secret_ref_row.layout.display = "none" if self.secret_kind.value in ("prompt", "oauth2") else ""
         self.password_row.layout.display = "" if self.secret_kind.value == "prompt" else "none"
+        self.oauth_box.layout.display = "" if oauth else "none"
+        self.tenant_row.layout.display = "" if self.oauth_provider.value == "microsoft" else "none"
+        self.generic_rows.layout.display = "" if self.oauth_provider.value == "generic" else "none"
         self.secret_ref.placeholder = "MAIL_PASSWORD" if self.secret_kind.value == "env" else "vmailkit/office@example.com"
         self.port.disabled = not self.custom_port.value
         if not self.custom_port.value and not self._loading:
@@ -192,7 +231,7 @@ class AccountsPanel(Panel):
 
     def _secret_reference(self) -> str:
         kind, ref = self.secret_kind.value, self.secret_ref.value.strip()
-        if kind == "prompt":
+        if kind in ("prompt", "oauth2"):
             return "prompt:"
         if not ref:
             raise ValidationError("secret", "name the environment variable" if kind == "env" else "give the keyring SERVICE/NAME")
@@ -208,7 +247,19 @@ class AccountsPanel(Panel):
             port=self.port.value if self.custom_port.value else None, login=self.login.value or None,
             owner=self.owner.value if self.kind.value == "personal" else None, ca_file=self.ca_file.value.strip() or None,
             folder=self.folder.value if self.protocol.value == "imap" else None,
+            oauth=make_oauth_settings(
+                provider=self.oauth_provider.value, client_id=self.client_id.value,
+                client_secret=self.client_secret.value or None, tenant=self.tenant.value or None,
+                token_url=self.token_url.value or None, device_url=self.device_url.value or None,
+                scope=self.scope.value or None) if self.secret_kind.value == "oauth2" else None,
         )
+
+    @property
+    def tokens(self) -> TokenStore:
+        """Where sign-ins are kept (``$VMAILKIT_TOKEN_STORE``, unless the panel was given one)."""
+        if self._tokens is None:
+            self._tokens = token_store()
+        return self._tokens
 
     # -- lists ----------------------------------------------------------------------------------
     def refresh(self) -> None:
@@ -227,14 +278,27 @@ class AccountsPanel(Panel):
                 self.sub_user.value = sub_user
         finally:
             self._loading = False
+        health = {r.account: r for r in self.store.health().itertuples(index=False)}
+
+        def state(a: Account) -> str:
+            h = health.get(a.name)
+            if h is None:
+                return ""
+            if _given(h.failing_since):
+                return note(f"failing since {_short(h.failing_since)}: {h.last_error}", "error")
+            last = max((t for t in (h.last_check_at, h.last_download_at) if _given(t)), default=None)
+            return note(f"worked {_short(last)}", "ok") if last is not None else ""
+
         rows = "".join(
             f"<tr><td>{esc(a.name)}</td><td>{esc(a.kind)}</td><td>{esc(a.owner or '')}</td><td>{esc(a.protocol)}</td>"
-            f"<td>{esc(a.security)}</td><td>{esc(a.host)}:{a.port}</td><td>{esc(a.address)}</td><td>{esc(a.secret_ref)}</td></tr>"
+            f"<td>{esc(a.security)}</td><td>{esc(a.host)}:{a.port}</td><td>{esc(a.address)}</td>"
+            f"<td>{esc(a.oauth.provider + ' sign-in' if a.oauth else a.secret_ref)}</td><td>{state(a)}</td></tr>"
             for a in accounts
         )
         self.accounts_table.value = (
             '<table class="vmk-accounts"><tr><th>name</th><th>kind</th><th>owner</th><th>protocol</th><th>security</th>'
-            f"<th>server</th><th>address</th><th>secret</th></tr>{rows}</table>" if accounts else "<i>No accounts yet.</i>"
+            f"<th>server</th><th>address</th><th>secret</th><th>health</th></tr>{rows}</table>"
+            if accounts else "<i>No accounts yet.</i>"
         )
         frame = self.store.users()
         self.users_table.value = "".join(
@@ -257,8 +321,10 @@ class AccountsPanel(Panel):
         self._loading = True
         try:
             self.account_picker.value = NEW
-            for w in (self.name, self.host, self.address, self.login, self.ca_file, self.secret_ref, self.password):
+            for w in (self.name, self.host, self.address, self.login, self.ca_file, self.secret_ref, self.password,
+                      self.client_id, self.client_secret, self.tenant, self.token_url, self.device_url, self.scope):
                 w.value = ""
+            self.signin_code.value = ""
             self.folder.value = "INBOX"
             self.kind.value, self.protocol.value = "general", "imap"
             self.ssl.value, self.starttls.value, self.custom_port.value = True, False, False
@@ -284,9 +350,17 @@ class AccountsPanel(Panel):
             self.host.value, self.address.value = a.host, a.address
             self.login.value = "" if a.login == a.address else a.login
             self.folder.value, self.ca_file.value = a.folder or "INBOX", a.ca_file or ""
-            self.secret_kind.value = scheme if scheme in ("env", "keyring") else "prompt"
-            self.secret_ref.value = rest if scheme in ("env", "keyring") else ""
+            self.secret_kind.value = "oauth2" if a.oauth else scheme if scheme in ("env", "keyring") else "prompt"
+            self.secret_ref.value = rest if scheme in ("env", "keyring") and not a.oauth else ""
             self.password.value = ""
+            o = a.oauth
+            self.oauth_provider.value = o.provider if o else "microsoft"
+            self.client_id.value = o.client_id if o else ""
+            self.client_secret.value = (o.client_secret_ref or "") if o else ""
+            self.tenant.value = (o.tenant or "") if o else ""
+            self.token_url.value = (o.token_url or "") if o and o.provider == "generic" else ""
+            self.device_url.value = (o.device_url or "") if o else ""
+            self.scope.value = " ".join(o.scopes) if o and o.provider == "generic" else ""
         finally:
             self._loading = False
         self.test_result.value = ""
@@ -351,6 +425,38 @@ class AccountsPanel(Panel):
             self.test_result.value = note(text, "ok" if ok else "error")
 
         self.worker.start(job, done, label="test connection", cancellable=False)
+
+    def sign_in(self) -> None:
+        """Sign the saved OAuth2 account in with a device code shown in the panel (in a worker thread)."""
+        name = self.account_picker.value
+        if name == NEW:
+            raise ValidationError("account", "save the account first, then sign it in")
+        account = self.store.get_account(name)
+        if account.oauth is None:
+            raise ValidationError("account", f"{name} signs in with a password; choose OAuth2 and save it first")
+        tokens = self.tokens
+        self.signin_code.value = note(f"Asking {account.oauth.service} for a sign-in code …")
+
+        def show(code: Any) -> None:
+            self.signin_code.value = (
+                f'<div class="vmk-code">To sign in <b>{esc(name)}</b>, open '
+                f'<a href="{esc(code.verification_uri)}" target="_blank" rel="noopener noreferrer">'
+                f'{esc(code.verification_uri)}</a> and enter the code <b class="vmk-user-code">{esc(code.user_code)}</b>.'
+                "<br>Waiting for the sign-in …</div>")
+
+        def job(_progress: Any, cancel: Any) -> tuple[bool, str]:
+            try:
+                sign_in_device(account, tokens, show, cancel=cancel)
+            except VmailkitError as exc:
+                return False, f"The sign-in of {name} did not work: {exc}"
+            return True, f"{name} is signed in; the sign-in is kept in {tokens.describe()}."
+
+        def done(result: tuple[bool, str]) -> None:
+            ok, text = result
+            self.signin_code.value = note(text, "ok" if ok else "error")
+            self.refresh()
+
+        self.worker.start(job, done, label="sign in", cancellable=True)
 
     def add_user(self) -> None:
         """Add the user typed in the Users tab."""
