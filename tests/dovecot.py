@@ -67,9 +67,15 @@ and ``%`` in the kid (``%2f``, ``%25``), no base64url.  What Dovecot 2.3.19 chec
 not in the future; ``iss`` among ``issuers``; the signature; then the
 ``email`` claim, formatted with ``username_format`` (``%Lu``), must equal the
 login name (else "user unknown"), and ``mail`` must be one of the
-space-separated ``scope`` claim (falling back to ``aud``).  ``aud`` itself is
-not checked.  A public key is cached per kid for the life of the auth
-process: use a fresh kid per key (``OAuthProvider`` does).
+space-separated ``scope`` claim (falling back to ``aud``; Debian's
+2.3.19.1+dfsg1-2.1+deb12u7 carries the CVE-2026-40205 fix, which logs
+"configured scope 'mail' missing from token scope '...'").  ``aud`` itself
+is not checked.  A public key is cached per kid for the life of the auth
+process: use a fresh kid per key (``OAuthProvider`` does).  Pass
+``auth_verbose=True`` to have the log say why a token was refused
+("oauth2 failed: Local validation failed: Token has expired", "Bad
+signature", "Username 'a' did not match 'b'", "Not a JWT token", ...).
+Each refused login answers after ~0.5 s, like a wrong password.
 
 On a refused token Dovecot does not answer NO/-ERR at once: it sends a
 continuation carrying base64 JSON -- ``{"status":"401","schemes":"bearer",
@@ -286,6 +292,10 @@ class DovecotServer:
     running), ``log_file``, ``conf_file``, ``mail_uid``, ``mail_gid``,
     ``startup_seconds``; with OAuth2: ``oauth2`` (the ``OAuth2Settings``),
     ``oauth2_conf_file``, ``oauth2_key_dir``.
+
+    Keyword arguments: ``tls``, ``dovecot_bin``, ``start_timeout``, ``debug``,
+    ``oauth2`` (``OAuth2Settings``: XOAUTH2/OAUTHBEARER on), ``auth_verbose``
+    (log why logins fail, without the rest of ``debug``).
     """
 
     host = "127.0.0.1"

@@ -67,9 +67,33 @@ Errors are RFC 6749 JSON bodies ``{"error": ..., "error_description": ...}``
 with status 400 (401 for ``invalid_client``).
 
 Test switches: ``fail_with = 503`` makes every POST (token, device, revoke)
-answer that status with a JSON error (``temporarily_unavailable`` for 5xx)
-until set back to ``None`` (or for ``fail_times`` requests only); ``delay``
-sleeps that many seconds before answering any request.
+answer that status with a JSON error (``temporarily_unavailable`` for 5xx,
+``invalid_request`` otherwise) until set back to ``None``; with
+``fail_times = n`` as well, only the next n POSTs fail and the switch resets
+itself.  ``delay`` sleeps that many seconds before answering any request.
+``reset()`` clears all three and the request log.
+
+Device flow (RFC 8628): ``POST /device`` answers ``device_code``,
+``user_code`` (``BCDF-GHJK`` style), ``verification_uri``,
+``verification_uri_complete``, ``expires_in`` (``device_code_lifetime``),
+``interval`` (``device_interval``, default 1 s to keep tests fast) and
+``message`` (as Microsoft).  Polls answer ``authorization_pending`` until the
+test calls ``approve(user_code, user)`` (or ``deny`` -> ``access_denied``);
+after ``expires_in`` ``expired_token``; with ``enforce_device_interval`` a
+poll sooner than ``interval`` gets ``slow_down`` (and the interval grows by
+5 s).  ``pending_user_codes`` lists the codes waiting for approval.
+
+Authorization code + PKCE: ``GET /authorize`` needs ``client_id``,
+``redirect_uri`` (any absolute URI; not registered, but bound to the code),
+``response_type=code`` and, unless ``require_pkce = False``,
+``code_challenge`` with ``code_challenge_method=S256``.  It signs in as
+``authorize_user`` or the ``login_hint`` parameter without any page, or
+redirects with ``error=<authorize_error>`` when that is set.  The token
+request must repeat ``redirect_uri`` and send the ``code_verifier``; a
+replayed code gets ``invalid_grant`` and revokes the grant it produced.
+With ``openid`` in the scope, token answers also carry an RS256 ``id_token``
+(``aud`` = client_id, ``email``, ``preferred_username``, ``nonce``); with
+``client_info=1`` in the form (MSAL) a ``client_info``.
 
 Request log: ``provider.requests`` is a list of dicts, one per HTTP request,
 with ``method``, ``path``, ``query``, ``form``, ``headers`` (lower-case
@@ -88,6 +112,7 @@ import json
 import secrets
 import ssl
 import string
+import sys
 import threading
 import time
 import uuid
@@ -241,8 +266,6 @@ class _Server(ThreadingHTTPServer):
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # handshake failures, clients hanging up: record, do not spam stderr
-        import sys
-
         self.provider.errors.append(repr(sys.exc_info()[1]))
 
 
@@ -645,11 +668,10 @@ class OAuthProvider:
             time.sleep(self.delay)
         status, headers, payload = 200, {}, b""
         try:
-            if method == "POST" and self._fault_due():
-                raise OAuthError(
-                    "temporarily_unavailable" if (self.fail_with or 500) >= 500 else "invalid_request",
-                    f"fault injected by the test (fail_with={self.fail_with})", self.fail_with or 503,
-                )
+            fault = self._fault_due() if method == "POST" else None
+            if fault is not None:
+                raise OAuthError("temporarily_unavailable" if fault >= 500 else "invalid_request",
+                                 f"fault injected by the test (fail_with={fault})", fault)
             status, headers, payload = self._route(h, method, path, entry, form_multi)
         except OAuthError as e:
             status = e.status
@@ -670,16 +692,20 @@ class OAuthProvider:
         h.end_headers()
         h.wfile.write(payload)
 
-    def _fault_due(self) -> bool:
+    def _fault_due(self) -> int | None:
+        """The status to fail this POST with (``fail_with``), counting down ``fail_times``; None: no fault."""
         with self._lock:
             if self.fail_with is None:
-                return False
+                return None
             if self.fail_times is not None:
                 if self.fail_times <= 0:
                     self.fail_with = self.fail_times = None
-                    return False
+                    return None
                 self.fail_times -= 1
-            return True
+                if self.fail_times == 0:
+                    status, self.fail_with, self.fail_times = self.fail_with, None, None
+                    return status
+            return self.fail_with
 
     def _route(self, h: _Handler, method: str, path: str, entry: dict[str, Any],
                form_multi: dict[str, list[str]]) -> tuple[int, dict[str, str], bytes]:

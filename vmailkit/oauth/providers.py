@@ -191,7 +191,7 @@ class GenericClient(OAuthClient):
             try:
                 return session.fetch_token(  # type: ignore[no-any-return]
                     self.settings.token_url, grant_type="urn:ietf:params:oauth:grant-type:device_code",
-                    device_code=code.data["device_code"], client_id=self.settings.client_id, timeout=HTTP_TIMEOUT)
+                    device_code=code.data["device_code"], timeout=HTTP_TIMEOUT)
             except OAuthError as exc:
                 if exc.error in ("authorization_pending", "slow_down"):
                     interval += 5 if exc.error == "slow_down" else 0
