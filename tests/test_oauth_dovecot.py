@@ -252,3 +252,25 @@ def test_token_file_readable_by_others_is_refused(tmp_path):
     os.chmod(path, 0o640)
     with pytest.raises(ValidationError):
         FileTokenStore(path).load("office")
+
+
+def test_batch_notebook_with_an_oauth_account_shows_no_token(tmp_path, provider, dovecot_oauth, monkeypatch):
+    papermill = pytest.importorskip("papermill")
+    from pathlib import Path
+
+    user = dovecot_oauth.new_user()
+    dovecot_oauth.deliver(user.name, make_mail(1))
+    store = Store(tmp_path / "nb.duckdb")
+    store.add_user("anna", "anna@tour.example")
+    acc = oauth_account(store, dovecot_oauth, user, provider)
+    token_file = tmp_path / "tokens.json"
+    adopt_refresh_token(acc, FileTokenStore(token_file), provider.add_grant(user.name, CLIENT))
+    monkeypatch.setenv("VMAILKIT_TOKEN_STORE", f"file:{token_file}")
+    out = tmp_path / "batch.out.ipynb"
+    papermill.execute_notebook(str(Path(__file__).resolve().parents[1] / "notebooks" / "batch_import.ipynb"), str(out),
+                               parameters={"db_path": str(store.path), "user": "anna"}, cwd=str(tmp_path),
+                               kernel_name="python3", progress_bar=False, log_output=False, execution_timeout=120)
+    assert store.count_emails() == 1
+    grant = FileTokenStore(token_file).load("office")
+    text = out.read_text()
+    assert grant.refresh_token not in text and grant.access_token not in text
