@@ -11,6 +11,7 @@ from mailfactory import make_mail
 from vmailkit import EmailFilter, Store, StoreLockedError, ValidationError, make_account
 from vmailkit.ingest import identity_key, save_received
 from vmailkit.refs import Watermark
+from vmailkit.store.migrations import MIGRATIONS
 
 
 @pytest.fixture
@@ -185,44 +186,39 @@ def test_attachments_kept_as_places_in_raw_read_back_exactly(store):
     assert [bytes(c) for c in store.attachments(eid, with_content=True)["content"][:3]] == expected[:3]
 
 
-def test_migration_keeps_attachments_written_before_places(tmp_path):
+def store_before(path, migration: str):
+    """A database file as an earlier version left it: the migrations before ``migration`` applied."""
     import duckdb
 
-    from vmailkit.store.migrations import MIGRATIONS
-
-    path = tmp_path / "old.duckdb"
     con = duckdb.connect(str(path))
     con.execute("CREATE TABLE _vmailkit_migrations (name VARCHAR PRIMARY KEY,"
                 " applied_at TIMESTAMPTZ NOT NULL DEFAULT current_timestamp)")
     names = [name for name, _ in MIGRATIONS]
-    for name, sql in MIGRATIONS[: names.index("0004_attachment_places")]:
+    for name, sql in MIGRATIONS[: names.index(migration)]:
         con.execute(sql)
         con.execute("INSERT INTO _vmailkit_migrations (name) VALUES (?)", [name])
+    return con
+
+
+def test_migration_keeps_attachments_written_before_places(tmp_path):
+    path = tmp_path / "old.duckdb"
+    con = store_before(path, "0004_attachment_places")
     con.execute("INSERT INTO emails (email_id, dedup_key, fingerprint, has_attachments, size, raw, raw_sha256,"
                 " downloaded_at) VALUES (1, 'k', 'f', true, 3, 'abc'::BLOB, 's', now())")
     con.execute("INSERT INTO attachments VALUES (1, 0, 'old.pdf', 'application/pdf', 4, 'x', false, NULL,"
                 " '\\x00\\x01ab'::BLOB)")
     con.close()
     store = Store(path)
-    assert store.db.applied_migrations()[-1] == names[-1]
+    assert store.db.applied_migrations()[-1] == MIGRATIONS[-1][0]
     df = store.attachments(1, with_content=True)
     assert df["filename"].tolist() == ["old.pdf"] and bytes(df["content"][0]) == b"\x00\x01ab"
 
 
 def test_store_of_an_earlier_version_is_rekeyed_once_and_recognises_copies(tmp_path):
-    import duckdb
-
     from vmailkit.ingest import IDENTITY_RULE
-    from vmailkit.store.migrations import MIGRATIONS
 
     path = tmp_path / "old.duckdb"
-    con = duckdb.connect(str(path))
-    con.execute("CREATE TABLE _vmailkit_migrations (name VARCHAR PRIMARY KEY,"
-                " applied_at TIMESTAMPTZ NOT NULL DEFAULT current_timestamp)")
-    names = [name for name, _ in MIGRATIONS]
-    for name, sql in MIGRATIONS[: names.index("0005_identity_rule")]:
-        con.execute(sql)
-        con.execute("INSERT INTO _vmailkit_migrations (name) VALUES (?)", [name])
+    con = store_before(path, "0005_identity_rule")
     mails = [make_mail(1), make_mail(2)]
     for i, raw in enumerate(mails, 1):  # keys by the old rule (any value that is not the new one)
         con.execute("INSERT INTO emails (email_id, dedup_key, fingerprint, has_attachments, size, raw, raw_sha256,"

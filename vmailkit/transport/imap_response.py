@@ -90,10 +90,11 @@ def _parse_one(parts: list[tuple[bytes, bytes | None]]) -> dict[str, Any]:
     return result
 
 
-def _messages(data: Iterable[Any]) -> Iterator[list[tuple[bytes, bytes | None]]]:
+def _messages(data: Iterable[Any], *, partial: bool = False) -> Iterator[list[tuple[bytes, bytes | None]]]:
     """imaplib's flat FETCH list cut into one list of (text, literal) parts per message.
 
-    A trailing message whose closing line never came (the connection broke) is not yielded.
+    A trailing message whose closing line never came (the connection broke) is yielded only with
+    ``partial`` (for the caller to fail on), else left out.
     """
     parts: list[tuple[bytes, bytes | None]] = []
     for item in data:
@@ -105,6 +106,8 @@ def _messages(data: Iterable[Any]) -> Iterator[list[tuple[bytes, bytes | None]]]
         parts.append((item, None))
         yield parts
         parts = []
+    if parts and partial:
+        yield parts
 
 
 _ANY_UID = re.compile(rb"\bUID\s+(\d+)", re.I)
@@ -170,20 +173,7 @@ def parse_fetch(data: Iterable[Any]) -> list[dict[str, Any]]:
     Keys are upper-case item names as sent (``UID``, ``RFC822.SIZE``, ``FLAGS``, ``BODYSTRUCTURE``,
     ``BODY[]``, ``BODY[HEADER.FIELDS (FROM SUBJECT)]``). Raises :class:`FetchParseError`.
     """
-    messages: list[dict[str, Any]] = []
-    parts: list[tuple[bytes, bytes | None]] = []
-    for item in data:
-        if item is None:
-            continue
-        if isinstance(item, tuple):
-            parts.append((item[0], item[1]))
-            continue
-        parts.append((item, None))
-        messages.append(_parse_one(parts))
-        parts = []
-    if parts:
-        messages.append(_parse_one(parts))
-    return messages
+    return [_parse_one(parts) for parts in _messages(data, partial=True)]
 
 
 def body_item(message: dict[str, Any], prefix: str = "BODY[") -> bytes | None:
