@@ -34,6 +34,7 @@ def provider(oauth_provider):
     yield oauth_provider
     oauth_provider.reset()
     oauth_provider.access_lifetime = 3600
+    oauth_provider.authorize_user = None
 
 
 @pytest.fixture
@@ -274,3 +275,30 @@ def test_batch_notebook_with_an_oauth_account_shows_no_token(tmp_path, provider,
     grant = FileTokenStore(token_file).load("office")
     text = out.read_text()
     assert grant.refresh_token not in text and grant.access_token not in text
+
+
+def test_browser_sign_in_with_pkce_and_a_loopback_redirect(store, tokens, provider, dovecot_oauth):
+    import threading
+    import urllib.request
+
+    from vmailkit.oauth.signin import sign_in_browser
+
+    user = dovecot_oauth.new_user()
+    dovecot_oauth.deliver(user.name, make_mail(1))
+    settings = make_oauth_settings(provider="generic", client_id=CLIENT, token_url=provider.token_url,
+                                   auth_url=provider.auth_url, scope="mail offline_access")
+    store.add_account(make_account("office", kind="general", protocol="imap", host=dovecot_oauth.host,
+                                   port=dovecot_oauth.imaps_port, security="ssl", address=user.address,
+                                   login=user.name, ca_file=str(dovecot_oauth.ca_file), oauth=settings))
+    store.subscribe("anna", "office")
+    provider.authorize_user = user.name
+    opened: list[str] = []
+
+    def browser(url: str) -> None:  # the person's browser: follows the provider's redirect to 127.0.0.1
+        opened.append(url)
+        threading.Thread(target=lambda: urllib.request.urlopen(url, timeout=10).read(), daemon=True).start()
+
+    sign_in_browser(store.get_account("office"), tokens, open_browser=False, show=browser, timeout=20)
+    assert opened and "code_challenge=" in opened[0] and "code_challenge_method=S256" in opened[0]
+    assert "redirect_uri=http%3A%2F%2F127.0.0.1" in opened[0]
+    assert check(store, "anna", tokens=tokens).statuses[0].ok
