@@ -302,3 +302,42 @@ def test_browser_sign_in_with_pkce_and_a_loopback_redirect(store, tokens, provid
     assert opened and "code_challenge=" in opened[0] and "code_challenge_method=S256" in opened[0]
     assert "redirect_uri=http%3A%2F%2F127.0.0.1" in opened[0]
     assert check(store, "anna", tokens=tokens).statuses[0].ok
+
+
+def test_accounts_panel_signs_in_with_a_device_code_shown_in_the_panel(tmp_path, provider, dovecot_oauth):
+    import re
+
+    pytest.importorskip("ipywidgets")
+    from vmailkit.ui import AccountsPanel
+
+    user = dovecot_oauth.new_user()
+    dovecot_oauth.deliver(user.name, make_mail(1))
+    store = Store(tmp_path / "ui.duckdb", lock_timeout=5)
+    store.add_user("anna", "anna@tour.example")
+    tokens = FileTokenStore(tmp_path / "tokens.json")
+    panel = AccountsPanel(store, tokens=tokens)
+    panel.new_button.click()
+    panel.name.value, panel.host.value = "office", dovecot_oauth.host
+    panel.address.value, panel.login.value = user.address, user.name
+    panel.custom_port.value, panel.port.value = True, dovecot_oauth.imaps_port
+    panel.ca_file.value = str(dovecot_oauth.ca_file)
+    panel.secret_kind.value = "oauth2"
+    assert panel.oauth_box.layout.display == "" and panel.password_row.layout.display == "none"
+    panel.oauth_provider.value = "generic"
+    assert panel.generic_rows.layout.display == "" and panel.tenant_row.layout.display == "none"
+    panel.client_id.value, panel.token_url.value = CLIENT, provider.token_url
+    panel.device_url.value, panel.scope.value = provider.device_url, "mail offline_access"
+    panel.save_button.click()
+    assert store.get_account("office").oauth.token_url == provider.token_url
+    panel.signin_button.click()
+    deadline = time.monotonic() + 20
+    while "vmk-user-code" not in panel.signin_code.value and time.monotonic() < deadline:
+        time.sleep(0.05)
+    code = re.search(r'vmk-user-code">([^<]+)<', panel.signin_code.value).group(1)
+    assert provider.device_url.split("/device")[0] in panel.signin_code.value
+    provider.approve(code, user.name)
+    assert panel.wait(30)
+    assert "is signed in" in panel.signin_code.value and tokens.load("office") is not None
+    assert "generic sign-in" in panel.accounts_table.value
+    store.subscribe("anna", "office")
+    assert check(store, "anna", tokens=tokens).statuses[0].ok
