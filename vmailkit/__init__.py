@@ -22,7 +22,6 @@ from .accounts import Account, SmtpSettings, User, default_port, make_account, m
 from .crm import CrmLoadError, LoadResult, load_crm
 from .errors import (
     AuthError,
-    Cancelled,
     ConnectionLost,
     HostError,
     MailServerError,
@@ -31,6 +30,9 @@ from .errors import (
     ProtocolError,
     SecretError,
     SendError,
+    SignInError,
+    SignInExpired,
+    SignInUnavailable,
     StartTLSNotOffered,
     StoreError,
     StoreLockedError,
@@ -48,8 +50,8 @@ from .sync import AccountDownload, AccountStatus, CheckResult, DownloadSummary, 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Account", "AccountDownload", "AccountStatus", "AuthError", "Cancelled", "CheckResult", "ConnectionLost",
-    "DownloadSummary", "MessageRef", "PickFailure", "Watermark",
+    "Account", "AccountDownload", "AccountStatus", "AuthError", "CheckResult", "ConnectionLost",
+    "DownloadSummary", "MessageRef", "PickFailure", "SignInError", "SignInExpired", "SignInUnavailable", "Watermark",
     "EmailFilter", "HostError", "MailServerError", "MailTimeout", "NotFoundError", "ProtocolError", "SecretError",
     "StartTLSNotOffered", "Store", "StoreError", "StoreLockedError", "TLSFailure", "User", "ValidationError",
     "VmailkitError", "check", "default_port", "download", "make_account", "test_account",

@@ -105,10 +105,6 @@ class SendError(MailServerError):
     reason = "send"
 
 
-class Cancelled(VmailkitError):
-    """The caller cancelled a long operation between two chunks."""
-
-
 class SignInError(MailServerError):
     """OAuth2 sign-in failed: the provider refused the application or the request."""
 
