@@ -373,7 +373,7 @@ def _register_subcommands() -> None:
     """Command groups that live in their own modules (``vmailkit/cli/<topic>.py``)."""
     import importlib
 
-    for topic in ("crm", "reply", "batch", "oauth"):
+    for topic in ("crm", "reply", "batch", "oauth", "index"):
         try:
             module = importlib.import_module(f"{__name__}.{topic}")
         except ModuleNotFoundError as exc:
