@@ -153,3 +153,45 @@ def test_sender_and_record_filters_say_what_is_wrong(store):
     assert store.count_matching(EmailFilter(record="10", entity_type="customer")) == by_customer
     ids = tuple(int(i) for i in store.list_emails(EmailFilter(), limit=5)["email_id"])
     assert set(store.list_emails(EmailFilter(ids=ids))["email_id"]) == set(ids)
+
+
+def test_panel_counts_once_per_filter_and_pages_by_keyset(store, monkeypatch):
+    pytest.importorskip("ipywidgets")
+    from vmailkit.ui import MailListPanel
+
+    counts, calls = [], []
+    real_count, real_list = store.count_matching, store.list_emails
+    monkeypatch.setattr(store, "count_matching", lambda flt=None: (counts.append(flt), real_count(flt))[1])
+    monkeypatch.setattr(store, "list_emails", lambda flt=None, **kw: (calls.append(kw), real_list(flt, **kw))[1])
+    panel = MailListPanel(store, page_size=25)
+    first = list(panel.page["email_id"])
+    panel.pager.next_button.click()
+    panel.pager.next_button.click()
+    assert len(counts) == 1                                   # three pages, one count
+    assert calls[0].get("offset") == 0 and calls[1].get("after") is not None and calls[2].get("after") is not None
+    assert list(panel.page["email_id"]) == list(real_list(None, limit=25, offset=50)["email_id"])
+    panel.status.value = "unread"                             # a new filter: counted once more
+    assert len(counts) == 2 and panel.pager.page == 0
+    panel.refresh()                                           # after a download: counted again
+    assert len(counts) == 3 and first
+
+
+def test_kept_connection_is_released_when_idle(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    s = Store(tmp_path / "keep.duckdb")
+    s.add_user("anna")
+    keeper = s.keeper(idle=0.3)
+    with keeper.use():
+        s.list_emails(EmailFilter())
+        assert keeper.is_open
+    deadline = time.monotonic() + 5
+    while keeper.is_open and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not keeper.is_open
+    # another process can write now
+    code = ("import sys; from vmailkit import Store; s = Store(sys.argv[1], lock_timeout=2); s.add_user('ben')")
+    subprocess.run([sys.executable, "-c", code, str(s.path)], check=True, timeout=60)
+    assert set(s.users()["name"]) == {"anna", "ben"}

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 
 from .crm import CRM_TABLES, CrmLoadError, CrmMixin, CrmTable, StagedTable
-from .db import Database, default_db_path
+from .db import Database, Keeper, default_db_path
 from .directory import DirectoryMixin
 from .health import HealthMixin
 from .links import ENTITY_TYPES, LinksMixin, MatchResult, normalize_entity_type, normalize_targets
@@ -40,6 +40,11 @@ class Store(DirectoryMixin, MailMixin, ListingMixin, CrmMixin, LinksMixin, Outgo
         """
         return self.db.connect()
 
+    def keeper(self, *, idle: float = 2.0) -> Keeper:
+        """A connection kept for a panel's life: ``with keeper.use(): ...`` reuses it, and it is closed
+        after ``idle`` seconds without use so that other processes can write (see :class:`Keeper`)."""
+        return Keeper(self.db, idle=idle)
+
     def init(self) -> None:
         """Create the file and apply pending migrations."""
         with self.db.connect():
@@ -52,6 +57,6 @@ class Store(DirectoryMixin, MailMixin, ListingMixin, CrmMixin, LinksMixin, Outgo
 
 
 __all__ = ["Store", "EmailFilter", "ChunkResult", "ImportSession", "Arrival", "AttachmentRecord", "Mailbox", "MailRecord",
-           "Database", "default_db_path", "location_key",
+           "Database", "Keeper", "default_db_path", "location_key",
            "CRM_TABLES", "CrmLoadError", "CrmTable", "StagedTable", "ENTITY_TYPES", "MatchResult",
            "normalize_entity_type", "normalize_targets"]

@@ -52,6 +52,60 @@ class Lease:
             self.db._drop(con)
 
 
+class Keeper:
+    """A connection kept open across bursts of use (a panel's page loads) and closed when idle.
+
+    ``with keeper.use():`` makes every store call in that thread use the kept connection (no reopen,
+    a warm cache); ``idle`` seconds after the last use the file is closed, so another process (a
+    batch run, a download in another notebook) can write. Uses from several threads take turns.
+    """
+
+    def __init__(self, db: "Database", *, idle: float = 2.0) -> None:
+        self.db = db
+        self.idle = idle
+        self._lock = threading.RLock()
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._timer: threading.Timer | None = None
+
+    @contextmanager
+    def use(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Hold the kept connection (opening it when needed) for this block."""
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            if self._con is None:
+                self.db.path.parent.mkdir(parents=True, exist_ok=True)
+                con = self.db._open()
+                if not self.db._migrated:
+                    self.db._migrate(con)
+                self._con = con
+            previous = getattr(self.db._local, "con", None)
+            self.db._local.con = self._con
+            try:
+                yield self._con
+            finally:
+                self.db._local.con = previous
+                self._timer = threading.Timer(self.idle, self.close)
+                self._timer.daemon = True
+                self._timer.start()
+
+    def close(self) -> None:
+        """Close the kept connection now (it reopens at the next use)."""
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            con, self._con = self._con, None
+        if con is not None:
+            con.close()
+
+    @property
+    def is_open(self) -> bool:
+        """True while the connection is kept open."""
+        return self._con is not None
+
+
 def default_db_path() -> Path:
     """``$VMAILKIT_DB`` when set, else ``./vmail.duckdb``."""
     return Path(os.environ.get("VMAILKIT_DB") or DEFAULT_DB)

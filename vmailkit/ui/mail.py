@@ -12,6 +12,7 @@ import pandas as pd
 from .. import render
 from ..errors import NotFoundError, ValidationError, VmailkitError
 from ..store import EmailFilter
+from ..store.listing import Cursor
 from .common import Column, Pager, Panel, RowTable, esc, labelled, note
 
 #: CRM record types in the order the workbench offers them, with their labels.
@@ -73,6 +74,9 @@ class MailListPanel(Panel):
     def __init__(self, store: Any, user: str | None = None, *, on_open: Callable[[int], None] | None = None,
                  page_size: int = 25) -> None:
         super().__init__()
+        self._keeper = store.keeper()  # one connection for the panel's life, closed when idle
+        self._counts: dict[EmailFilter, int] = {}
+        self._cursors: dict[tuple[EmailFilter, int, int], Cursor] = {}
         self.store = store
         self.on_open = on_open
         self.selection_listeners: list[Callable[[], None]] = []
@@ -170,17 +174,29 @@ class MailListPanel(Panel):
         self.pager.go(0)
 
     def refresh(self) -> None:
-        """Reload the current page (after a download, a status change or a link)."""
+        """Reload the current page (after a download, a status change or a link): counted again."""
+        self._counts = {}
+        self._cursors = {}
         self._load_page()
 
     def _load_page(self) -> None:
         if self._quiet:
             return
         flt = self.current_filter()
-        with self.store.session():
-            total = self.store.count_matching(flt)
-            self.pager.set_total(total)
-            page = self.store.list_emails(flt, limit=self.pager.page_size, offset=self.pager.offset)
+        size = self.pager.page_size
+        with self._keeper.use():
+            if flt not in self._counts:  # counted once per filter, not for every page
+                self._counts = {flt: self.store.count_matching(flt)}
+                self._cursors = {}
+            self.pager.set_total(self._counts[flt])
+            cursor = self._cursors.get((flt, size, self.pager.page))
+            if cursor is not None:  # the next page: continue after the last row (keyset)
+                page = self.store.list_emails(flt, limit=size, after=cursor)
+            else:  # a jump to a page number
+                page = self.store.list_emails(flt, limit=size, offset=self.pager.offset)
+        after = Cursor.after(page)
+        if after is not None:
+            self._cursors[(flt, size, self.pager.page + 1)] = after
         if "related_count" not in page.columns:
             page["related_count"] = None
         self.page = page
