@@ -621,6 +621,82 @@ def _busy_seconds() -> float:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
+# --------------------------------------------------------------------------- peak memory
+_MEMORY_CHILD = r"""
+import json, os, sys, threading, time
+from pathlib import Path
+args = json.loads(sys.argv[1])
+sys.path.insert(0, args["bench_dir"]); sys.path.insert(0, args["tests_dir"])
+
+def rss_kb(pid):
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+def descendants(root):
+    kids, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            try:
+                found = [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                found = []
+            kids.extend(found); todo.extend(found)
+    return kids
+
+peak = {"main": 0, "total": 0}
+stop = threading.Event()
+def sample():
+    me = os.getpid()
+    while not stop.is_set():
+        main = rss_kb(me)
+        total = main + sum(rss_kb(k) for k in descendants(me))
+        peak["main"] = max(peak["main"], main); peak["total"] = max(peak["total"], total)
+        time.sleep(0.02)
+threading.Thread(target=sample, daemon=True).start()
+t0 = time.perf_counter()
+class Srv:  # what the helpers read of the test server
+    host = args["host"]; imaps_port = args["port"]; ca_file = args["ca_file"]
+class User:
+    name = args["login"]; password = args["password"]; address = args["address"]
+if args["kind"] == "raw":
+    import import_bench
+    count, nbytes = import_bench.raw_full_fetch(Srv, User, args["chunk"])
+else:
+    from helpers import add_account
+    import vmailkit
+    store = vmailkit.Store(Path(args["db"]))
+    store.add_user("bench", "bench@tour.example")
+    add_account(store, Srv, User, name="bench", protocol="imap", security="ssl")
+    store.subscribe("bench", "bench")
+    summary = vmailkit.download(store, "bench", all_new=True, passwords={"bench": User.password})
+    count = summary.total("downloaded") + summary.total("already_present")
+stop.set(); time.sleep(0.05)
+print(json.dumps({"count": count, "seconds": time.perf_counter() - t0,
+                  "peak_main_mb": peak["main"] / 1024, "peak_total_mb": peak["total"] / 1024}))
+"""
+
+
+def peak_memory(srv, user, work: Path, kind: str, chunk: int = 500) -> dict:
+    """Run the raw imaplib fetch (``raw``) or vmailkit's import (``import``) in a child process and
+    return its peak resident memory: the process alone, and with its parse workers (sampled every 20 ms)."""
+    d = Path(tempfile.mkdtemp(prefix=f"mem-{kind}-", dir=work))
+    try:
+        args = {"kind": kind, "bench_dir": str(Path(__file__).resolve().parent), "tests_dir": str(ROOT / "tests"),
+                "host": srv.host, "port": srv.imaps_port, "ca_file": str(srv.ca_file), "login": user.name,
+                "password": user.password, "address": user.address, "db": str(d / "vmail.duckdb"), "chunk": chunk}
+        out = subprocess.run([sys.executable, "-c", _MEMORY_CHILD, json.dumps(args)], capture_output=True, text=True,
+                             check=True, timeout=1800)
+        return json.loads(out.stdout.strip().splitlines()[-1])
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def vmk_import(srv, user, work: Path, *, keep_db: bool = False) -> tuple[dict, float, int]:
     store, d = _new_store(work, srv, user, "import")
     try:
@@ -934,6 +1010,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache-dir", default=str(Path(tempfile.gettempdir()) / "vmailkit-bench-cache"),
                     help="where generated mailboxes are cached ('' = no cache)")
     ap.add_argument("--json", help="also write the results to this JSON file")
+    ap.add_argument("--memory", action="store_true",
+                    help="also measure peak resident memory of the import and of the raw fetch (child processes)")
     ap.add_argument("--quiet-cpu", type=float, default=0.15,
                     help="before each measurement wait until other programs use less than this share of the "
                          "CPUs (default 0.15; 1 = never wait)")
@@ -1044,6 +1122,14 @@ def main(argv: list[str] | None = None) -> int:
                 m_mbsync.note = f"{files} files written (isync, default FSync)"
                 print(f"mbsync: {dt:.2f} s", flush=True)
 
+        if args.memory:
+            print("--- peak resident memory (child processes, sampled every 20 ms)", flush=True)
+            raw = peak_memory(srv, user, work, "raw", args.chunk)
+            imp = peak_memory(srv, user, work, "import")
+            print(f"  raw imaplib full fetch: peak {raw['peak_main_mb']:.0f} MB ({raw['count']} msgs, {raw['seconds']:.1f} s)")
+            print(f"  vmailkit import: peak {imp['peak_main_mb']:.0f} MB in the importing process, "
+                  f"{imp['peak_total_mb']:.0f} MB with its parse workers ({imp['count']} msgs, {imp['seconds']:.1f} s);"
+                  f" target: <= 300 MB for 10,000 mails")
         if args.profile:
             print("--- profiling (separate runs, not in the table)", flush=True)
             profile_text = profile_runs(srv, user, work, msgs, args.profile_top)
