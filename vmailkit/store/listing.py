@@ -1,6 +1,7 @@
 """The mail list: filters that produce parameterised SQL, and paging that never loads a table."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -17,15 +18,31 @@ PAGE_COLUMNS = (
     "e.email_id, e.sent_at, e.from_address, e.from_name, e.subject, e.status, e.direction,"
     " e.has_attachments, e.size"
 )
-#: The columns computed for the page's mails only: accounts and the related-to count.
+#: The columns computed for the page's mails only: accounts and the related-to count, each grouped
+#: over just those mails (parameter: the page's ids, twice... see :func:`_extra_columns`).
 EXTRA_COLUMNS_SQL = """
-    SELECT m.email_id,
-           (SELECT string_agg(DISTINCT a.name, ', ' ORDER BY a.name) FROM accounts a
-             WHERE a.account_id IN (SELECT l.account_id FROM email_locations l WHERE l.email_id = m.email_id
-                                    UNION SELECT s.account_id FROM email_sends s WHERE s.email_id = m.email_id)) AS accounts,
-           (SELECT count(*) FROM email_links k WHERE k.email_id = m.email_id) AS related_count
-    FROM (SELECT unnest(?::BIGINT[]) AS email_id) m
+    WITH m AS (SELECT unnest(?::BIGINT[]) AS email_id),
+    placed AS (
+        SELECT l.email_id, l.account_id FROM email_locations l WHERE l.email_id IN (SELECT email_id FROM m)
+        UNION SELECT s.email_id, s.account_id FROM email_sends s WHERE s.email_id IN (SELECT email_id FROM m)
+    ),
+    acc AS (
+        SELECT p.email_id, string_agg(DISTINCT a.name, ', ' ORDER BY a.name) AS accounts
+        FROM placed p JOIN accounts a USING (account_id) GROUP BY p.email_id
+    ),
+    rel AS (
+        SELECT k.email_id, count(*) AS n FROM email_links k WHERE k.email_id IN (SELECT email_id FROM m)
+        GROUP BY k.email_id
+    )
+    SELECT m.email_id, acc.accounts, coalesce(rel.n, 0) AS related_count
+    FROM m LEFT JOIN acc USING (email_id) LEFT JOIN rel USING (email_id)
 """
+#: The columns of a page, in order, with the dtypes of an empty page.
+_EMPTY_PAGE = {
+    "email_id": "int64", "sent_at": "datetime64[us, UTC]", "from_address": "object", "from_name": "object",
+    "subject": "object", "status": "object", "direction": "object", "has_attachments": "bool", "size": "int64",
+    "accounts": "object", "related_count": "int64",
+}
 #: The order of the mail list: newest first, mails without a date last, then by id.
 ORDER = "e.sent_at DESC NULLS LAST, e.email_id DESC"
 #: Exact matches of what a person knows about a CRM record: booking code, code, number, name, e-mail, id.
@@ -86,6 +103,7 @@ class EmailFilter:
     record: str | None = None         # linked to the CRM record a person knows by: booking code, code, number,
                                       # name, e-mail or id (exact, any case); with entity_type: of that type only
     ids: tuple[int, ...] | None = None  # only these mails (e.g. the hits of a full-text search)
+    records: tuple[tuple[str, int], ...] | None = None  # ``record`` resolved to (type, id) pairs by the store
 
     def where(self) -> tuple[str, list[Any]]:
         """Return the WHERE clause (``""`` when no criteria) and its parameters."""
@@ -140,16 +158,15 @@ class EmailFilter:
                 domain = sender.lstrip("@")
                 if not domain or any(c.isspace() for c in domain):
                     raise ValidationError("sender", f"{self.sender!r} is neither an e-mail address nor a domain")
-                clauses.append("e.from_address LIKE ? ESCAPE '\\'")
-                params.append("%@" + domain.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_"))
+                clauses.append("ends_with(e.from_address, ?)")
+                params.append("@" + domain)
         if self.record and self.record.strip():
-            typed = " WHERE r.t = ?" if self.entity_type else ""
-            clauses.append("e.email_id IN (SELECT k.email_id FROM email_links k JOIN ("
-                           + RECORD_SQL.replace("$q", "?") + ") r ON k.entity_type = r.t AND k.entity_id = r.id"
-                           + typed + ")")
-            params.extend([self.record.strip().lower()] * RECORD_SQL.count("$q"))
-            if self.entity_type:
-                params.append(normalize_entity_type(self.entity_type))
+            if self.records is None:
+                raise ValidationError("record", "resolve the record first (EmailFilter.resolved)")
+            clauses.append("e.email_id IN (SELECT k.email_id FROM email_links k JOIN"
+                           " (SELECT unnest(?::VARCHAR[]) AS t, unnest(?::BIGINT[]) AS id) r"
+                           " ON k.entity_type = r.t AND k.entity_id = r.id)")
+            params.extend([[t for t, _ in self.records], [i for _, i in self.records]])
         if self.ids is not None:
             clauses.append("e.email_id IN (SELECT unnest(?::BIGINT[]))")
             params.append([int(i) for i in self.ids])
@@ -162,20 +179,29 @@ class EmailFilter:
         return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
-def _check_named(con: duckdb.DuckDBPyConnection, flt: EmailFilter) -> None:
-    """Raise :class:`NotFoundError` when ``flt`` names an account or a user the store does not have
-    (an unknown name is a mistake to report, not a filter that matches nothing)."""
+def _resolved(con: duckdb.DuckDBPyConnection, flt: EmailFilter) -> EmailFilter:
+    """``flt`` checked against the store and with ``record`` resolved to (type, id) pairs, once.
+
+    Raises :class:`NotFoundError` when the filter names an account, a user or a record the store does
+    not have (an unknown name is a mistake to report, not a filter that matches nothing).
+    """
     if flt.account and con.execute("SELECT 1 FROM accounts WHERE name = ?", [flt.account]).fetchone() is None:
         raise NotFoundError(f"no account named {flt.account!r}")
     if flt.user and con.execute("SELECT 1 FROM users WHERE name = ?", [flt.user]).fetchone() is None:
         raise NotFoundError(f"no user named {flt.user!r}")
-    if flt.record and flt.record.strip():
+    if flt.record and flt.record.strip() and flt.records is None:
         q = flt.record.strip().lower()
-        found = con.execute(f"SELECT count(*) FROM ({RECORD_SQL.replace('$q', '?')})",
-                            [q] * RECORD_SQL.count("$q")).fetchone()[0]
-        if not found:
+        sql = f"SELECT DISTINCT t, id FROM ({RECORD_SQL.replace('$q', '?')})"
+        args: list[Any] = [q] * RECORD_SQL.count("$q")
+        if flt.entity_type:
+            sql += " WHERE t = ?"
+            args.append(normalize_entity_type(flt.entity_type))
+        pairs = tuple((str(t), int(i)) for t, i in con.execute(sql, args).fetchall())
+        if not pairs:
             raise NotFoundError(f"no booking, customer, supplier, quote, invoice, product or person is known as "
                                 f"{flt.record.strip()!r}")
+        return dataclasses.replace(flt, records=pairs)
+    return flt
 
 
 class ListingMixin:
@@ -198,25 +224,27 @@ class ListingMixin:
         if offset < 0:
             raise ValidationError("offset", "may not be negative")
         flt = flt or EmailFilter()
-        where, params = flt.where()
-        if after is not None:
-            cond, extra = after.where()
-            where = (where + " AND " if where else "WHERE ") + cond
-            params = params + extra
         with self.db.connect() as con:
-            _check_named(con, flt)
+            flt = _resolved(con, flt)
+            where, params = flt.where()
+            if after is not None:
+                cond, extra = after.where()
+                where = (where + " AND " if where else "WHERE ") + cond
+                params = params + extra
+            # the page's ids first (only the order columns are read), then those rows and their extras
+            ids = [int(r[0]) for r in con.execute(
+                f"SELECT e.email_id FROM emails e {where} ORDER BY {ORDER} LIMIT ? OFFSET ?",
+                params + [limit, offset]).fetchall()]
+            if not ids:
+                return pd.DataFrame({c: pd.Series(dtype=t) for c, t in _EMPTY_PAGE.items()})
             page = con.execute(
-                f"SELECT {PAGE_COLUMNS} FROM emails e {where} ORDER BY {ORDER} LIMIT ? OFFSET ?",
-                params + [limit, offset],
-            ).df()
-            ids = [int(i) for i in page["email_id"]]
-            extra_cols = con.execute(EXTRA_COLUMNS_SQL, [ids]).df() if ids else pd.DataFrame(
-                {"email_id": pd.Series(dtype="int64"), "accounts": pd.Series(dtype="object"),
-                 "related_count": pd.Series(dtype="int64")})
+                f"SELECT {PAGE_COLUMNS} FROM emails e WHERE e.email_id IN (SELECT unnest(?::BIGINT[]))", [ids]).df()
+            extra_cols = con.execute(EXTRA_COLUMNS_SQL, [ids]).df()
+        order = {eid: n for n, eid in enumerate(ids)}
         out = page.merge(extra_cols, on="email_id", how="left")
-        cols = ["email_id", "sent_at", "from_address", "from_name", "subject", "status", "direction",
-                "has_attachments", "size", "accounts", "related_count"]
-        return out[cols]
+        out = out.sort_values("email_id", key=lambda col: col.map(order)).reset_index(drop=True)
+        out["related_count"] = out["related_count"].fillna(0).astype("int64")
+        return out[list(_EMPTY_PAGE)]
 
     def count_matching(self, flt: EmailFilter | None = None) -> int:
         """How many mails the filter matches (for paging).
@@ -225,7 +253,7 @@ class ListingMixin:
         filter names an account or user that does not exist.
         """
         flt = flt or EmailFilter()
-        where, params = flt.where()
         with self.db.connect() as con:
-            _check_named(con, flt)
+            flt = _resolved(con, flt)
+            where, params = flt.where()
             return int(con.execute(f"SELECT count(*) FROM emails e {where}", params).fetchone()[0])
