@@ -195,3 +195,47 @@ def test_kept_connection_is_released_when_idle(tmp_path):
     code = ("import sys; from vmailkit import Store; s = Store(sys.argv[1], lock_timeout=2); s.add_user('ben')")
     subprocess.run([sys.executable, "-c", code, str(s.path)], check=True, timeout=60)
     assert set(s.users()["name"]) == {"anna", "ben"}
+
+
+def test_downloaded_mail_is_searchable_at_once_and_the_cli_searches_the_index(tmp_path):
+    import sys
+
+    from click.testing import CliRunner
+
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
+    from imap_script import ScriptedImapServer
+    from vmailkit import download
+    from vmailkit.cli import main
+    from vmailkit.search import MailIndex
+
+    html_only = (b"From: desk@hotelsol.example\r\nSubject: Your stay\r\nMessage-ID: <h@x>\r\n"
+                 b"Content-Type: text/html; charset=utf-8\r\n\r\n<p>Rooming list for Z\xc3\xbcrich</p>\r\n")
+    s = Store(tmp_path / "s.duckdb")
+    s.add_user("anna")
+    with ScriptedImapServer({1: mail(1), 2: html_only}, uidvalidity=7) as srv:
+        s.add_account(make_account("office", kind="general", protocol="imap", host=srv.host, port=srv.port,
+                                   security="plain", address="o@tour.example", secret="prompt:"))
+        s.subscribe("anna", "office")
+        assert download(s, "anna", all_new=True, passwords={"office": "pw"}).ok
+    hits = MailIndex.for_store(s).search("zurich")  # no catch-up: indexed by the download itself
+    assert hits.total == 1
+    out = CliRunner().invoke(main, ["--db", str(s.path), "emails", "--search", "ZÜRICH rooming", "--format", "json"])
+    assert out.exit_code == 0, out.output
+    assert [e["subject"] for e in __import__("json").loads(out.stdout)] == ["Your stay"]
+    bad = CliRunner().invoke(main, ["--db", str(s.path), "emails", "--search", '""'])
+    assert bad.exit_code == 1 and "search" in bad.stderr
+
+
+def test_a_process_exits_cleanly_while_its_kept_connection_is_closing(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys, time; from vmailkit.store.db import Database, Keeper\n"
+            "db = Database(sys.argv[1]); k = Keeper(db, idle=0.2)\n"
+            "with k.use() as con:\n"
+            "    con.execute(\"CREATE TABLE t AS SELECT range AS i, repeat('x', 100) AS s FROM range(1000000)\")\n"
+            "time.sleep(float(sys.argv[2]))\n")
+    for n, pause in enumerate((0.19, 0.2, 0.21, 0.22, 0.2)):
+        done = subprocess.run([sys.executable, "-c", code, str(tmp_path / f"k{n}.duckdb"), str(pause)],
+                              capture_output=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-500:]

@@ -12,6 +12,7 @@ the user downloaded is kept.
 """
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
@@ -28,8 +29,11 @@ from .ingest import Preparer, PreparedChunk, ensure_identity_rule
 from .parse import parse_headers
 from .refs import MessageRef, Watermark
 from .oauth import TokenStore, credential_for, token_store
+from .search import MailIndex
 from .store import ChunkResult, ImportSession, Mailbox, Store
 from .transport import DEFAULT_TIMEOUT, Session, open_session
+
+log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
 #: Called after each stored chunk with the store and the new mail ids; returns how many links it made.
@@ -441,6 +445,7 @@ class _Run:
     retry_wait: float
     total: int
     tokens: TokenStore | None = None
+    index: MailIndex | None = None
     done: int = 0
 
     def cancelled(self) -> bool:
@@ -543,6 +548,17 @@ class _Run:
                 unsaved.pop(ref)
         return lost
 
+    def _index(self, email_ids: list[int]) -> None:
+        """Make newly stored mail searchable at once. The store stays the truth: when the index cannot
+        be written now (another process holds it), the next search or ``vmailkit index update``
+        catches up, so the download goes on."""
+        try:
+            if self.index is None:
+                self.index = MailIndex.for_store(self.store)
+            self.index.add(self.store, email_ids)
+        except VmailkitError as exc:
+            log.warning("new mail not indexed yet (%s); the next search catches up", exc)
+
     def _save(self, plan: _Plan, mailbox: Mailbox, item: PreparedChunk, unsaved: dict[MessageRef, None],
               failed: list[MessageRef]) -> None:
         """Store one prepared chunk; the watermark stops before any message not stored."""
@@ -561,6 +577,8 @@ class _Run:
         entry.already_present += len(arrivals) - len(res.new_ids)
         entry.parse_errors += len(res.parse_errors)
         self.summary.email_ids.extend(res.by_key[a.key] for a in arrivals)
+        if res.new_ids:
+            self._index(res.new_ids)
         if self.after_chunk is not None and res.new_ids:
             entry.auto_linked += self.after_chunk(self.store, res.new_ids)
         self.done += len(arrivals)

@@ -16,6 +16,7 @@ import click
 import pandas as pd
 
 from .. import sync
+from ..browse import resolve_search
 from ..accounts import make_account, make_oauth_settings
 from ..refs import read_picks_text
 from .signals import stop_on_signals
@@ -335,7 +336,9 @@ def _auto_matcher():  # type: ignore[no-untyped-def]
 @click.option("--direction", type=click.Choice(["incoming", "outgoing"]))
 @click.option("--account", "account_name", help="Only mail received in (or sent through) this account.")
 @click.option("--user", "user_name", help="Only mail of the accounts this user subscribes to.")
-@click.option("--search", help="Case-insensitive text in subject, sender or body.")
+@click.option("--search", help='Full-text search: words (all must match), "a phrase", prefix*; accents and case ignored.')
+@click.option("--sender", help="Exact sender: an address (ana@hotel.example) or a domain (hotel.example).")
+@click.option("--record", help="Linked to the CRM record known by this booking code, code, number, name or e-mail.")
 @click.option("--linked/--unlinked", default=None, help="Only mail related (or not) to a CRM record.")
 @click.option("--entity", metavar="TYPE[:ID]", help="Only mail linked to a record of TYPE (with that id).")
 @click.option("--since", type=click.DateTime(), help="Sent on or after (UTC).")
@@ -346,8 +349,8 @@ def _auto_matcher():  # type: ignore[no-untyped-def]
 @click.pass_context
 @friendly
 def emails(ctx: click.Context, status: str | None, direction: str | None, account_name: str | None,
-           user_name: str | None, search: str | None, linked: bool | None, entity: str | None,
-           since: Any, until: Any, limit: int, offset: int, fmt: str) -> None:
+           user_name: str | None, search: str | None, sender: str | None, record: str | None,
+           linked: bool | None, entity: str | None, since: Any, until: Any, limit: int, offset: int, fmt: str) -> None:
     """List stored mail, newest first, with its related-to count."""
     entity_type, entity_id = None, None
     if entity:
@@ -357,9 +360,11 @@ def emails(ctx: click.Context, status: str | None, direction: str | None, accoun
                 raise click.BadParameter(f"{raw_id!r} is not a record id", param_hint="--entity")
             entity_id = int(raw_id)
     flt = EmailFilter(status=status, direction=direction, account=account_name, user=user_name, search=search,
-                      linked=linked, entity_type=entity_type, entity_id=entity_id,
+                      linked=linked, entity_type=entity_type, entity_id=entity_id, sender=sender, record=record,
                       since=_utc(since), until=_utc(until))
-    emit(_store(ctx).list_emails(flt, limit=limit, offset=offset), fmt)
+    store = _store(ctx)
+    with store.session():  # one connection for the whole command
+        emit(store.list_emails(resolve_search(store, flt), limit=limit, offset=offset), fmt)
 
 
 def _utc(value: Any) -> Any:

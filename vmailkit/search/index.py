@@ -18,7 +18,7 @@ import shutil
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,7 +27,7 @@ from typing import Any, Literal, Protocol
 import tantivy
 
 from ..errors import ValidationError, VmailkitError
-from ..store.searchdocs import SearchDocsMixin, SearchDocument
+from ..store.searchdocs import SearchDocsMixin, SearchDocument, SearchIdCounts
 from .query import COMPOUND_FIELD, parse, to_query
 from .text import ANALYZER_NAME, analyzer, clean, compound_forms, html_to_text
 
@@ -50,11 +50,11 @@ class SearchIndexBusy(SearchIndexError):
 class SearchDocsReader(Protocol):
     """What the index reads from the store (:class:`vmailkit.store.searchdocs.SearchDocsMixin`)."""
 
-    path: Any
-
     def search_documents(self, email_ids: Sequence[int]) -> list[SearchDocument]: ...
     def search_documents_after(self, after_id: int, limit: int) -> list[SearchDocument]: ...
-    def search_id_counts(self, up_to: int) -> tuple[int, int, int]: ...
+    def iter_search_documents(self, after_id: int = 0, *, batch: int = 1000,
+                              max_hold: float = 2.0) -> Iterator[list[SearchDocument]]: ...
+    def search_id_counts(self, up_to: int) -> SearchIdCounts: ...
     def email_ids_between(self, low: int, high: int) -> list[int]: ...
 
 
@@ -92,7 +92,8 @@ class IndexStatus:
                 "missing": self.missing, "stale": self.stale, "updated_at": self.updated_at}
 
 
-_READS = ("search_documents", "search_documents_after", "search_id_counts", "email_ids_between")
+_READS = ("search_documents", "search_documents_after", "iter_search_documents", "search_id_counts",
+          "email_ids_between")
 
 
 class _DocsReader(SearchDocsMixin):
@@ -150,7 +151,9 @@ class MailIndex:
 
     ``MailIndex(path)`` opens the index there, or creates the directory and an empty index.
     :meth:`for_store` uses ``<database file>.index/`` beside the DuckDB file. An index written in
-    another format opens (``compatible`` False) but only :meth:`status` and :meth:`rebuild` work on it.
+    another format, or one that cannot be read, opens with ``compatible`` False and :attr:`problem`
+    saying why: only :meth:`status` and :meth:`rebuild` (which replaces it) work on it. Raises
+    :class:`SearchIndexError` when the directory or a new index cannot be created.
 
     Writing: tantivy lets one writer at a time work on an index (any process). Each writing method
     opens the writer with ``heap_size`` bytes of indexing memory, commits and releases it; when
@@ -177,19 +180,32 @@ class MailIndex:
 
     # -- opening -----------------------------------------------------------------------------
     def _open(self) -> None:
+        """Open the index in :attr:`path`, or create it; an index that cannot be used is noted in
+        :attr:`problem` (``compatible`` False) so that :meth:`status` and :meth:`rebuild` still work."""
+        self.problem: str | None = None
+        self._index: tantivy.Index | None = None
         try:
             self.path.mkdir(parents=True, exist_ok=True)
-            if tantivy.Index.exists(str(self.path)):
-                self._index = tantivy.Index.open(str(self.path))
-                self.compatible = self._read_meta().get("format") == INDEX_FORMAT
-            else:
+            exists = tantivy.Index.exists(str(self.path))
+            if not exists:
                 self._write_meta({"format": INDEX_FORMAT, "highest_email_id": 0, "documents": 0, "updated_at": None})
                 self._index = tantivy.Index(index_schema(), path=str(self.path), reuse=True)
-                self.compatible = True
         except (OSError, ValueError) as exc:
-            raise SearchIndexError(f"cannot open the search index {self.path}: {exc}") from None
-        self._index.register_tokenizer(ANALYZER_NAME, analyzer())
-        self.schema = self._index.schema
+            raise SearchIndexError(f"cannot create the search index {self.path}: {exc}") from None
+        if exists:
+            try:
+                self._index = tantivy.Index.open(str(self.path))
+            except (OSError, ValueError) as exc:
+                self.problem = f"it cannot be read ({exc})"
+            else:
+                if self._read_meta().get("format") != INDEX_FORMAT:
+                    self.problem = "it was written by another version of vmailkit"
+        self.compatible = self.problem is None
+        if self._index is not None:
+            self._index.register_tokenizer(ANALYZER_NAME, analyzer())
+            self.schema = self._index.schema
+        else:
+            self.schema = index_schema()
 
     def _read_meta(self) -> dict[str, Any]:
         try:
@@ -204,22 +220,25 @@ class MailIndex:
         os.replace(tmp, self.path / META_FILE)
 
     def _require_compatible(self) -> None:
-        if not self.compatible:
-            raise SearchIndexError(f"the search index {self.path} was written by another version of vmailkit;"
+        if not self.compatible or self._index is None:
+            raise SearchIndexError(f"the search index {self.path} cannot be used: {self.problem};"
                                    " run `vmailkit index rebuild`")
 
     # -- reading -----------------------------------------------------------------------------
     def _searcher(self) -> tantivy.Searcher:
+        assert self._index is not None
         self._index.reload()
         return self._index.searcher()
 
     @staticmethod
-    def _highest(searcher: tantivy.Searcher) -> int:
-        if searcher.num_docs == 0:
-            return 0
-        hits = searcher.search(tantivy.Query.all_query(), limit=1, order_by_field="email_id",
-                               order=tantivy.Order.Desc).hits
-        return int(hits[0][0]) if hits else 0
+    def _summary(searcher: tantivy.Searcher) -> tuple[int, int, int]:
+        """``(documents, highest email_id, sum of the email_ids)`` of what ``searcher`` sees."""
+        count = searcher.num_docs
+        if count == 0:
+            return 0, 0, 0
+        agg = searcher.aggregate(tantivy.Query.all_query(),
+                                 {"top": {"max": {"field": "email_id"}}, "sum": {"sum": {"field": "email_id"}}})
+        return count, int(agg["top"]["value"] or 0), int(agg["sum"]["value"] or 0)
 
     def search(self, text: str, limit: int | None = None, *,
                order: Literal["relevance", "newest"] = "relevance") -> SearchHits:
@@ -228,8 +247,9 @@ class MailIndex:
         ``ids``: all matching mails, or the first ``limit``, by ``order``: ``relevance`` (best
         first, BM25) or ``newest`` (highest ``email_id`` first). ``total``: how many match in all.
         Sees the index's last commit (call :meth:`catch_up` first for mail stored since).
-        Raises :class:`ValidationError` for a bad text (field ``search``), ``limit`` or ``order``,
-        :class:`SearchIndexError` for an index of another format.
+        Raises :class:`ValidationError` for a bad text (field ``search``; also a phrase ending in
+        ``*`` whose last word has more than 16,384 completions), ``limit`` or ``order``, and
+        :class:`SearchIndexError` for an index that cannot be used.
         """
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
             raise ValidationError("limit", f"{limit!r} is not a number of mails (1 or more, or None for all)")
@@ -243,9 +263,16 @@ class MailIndex:
             return SearchHits([], 0)
 
         def run(n: int) -> tantivy.SearchResult:
-            if order == "newest":
-                return searcher.search(query, limit=n, count=True, order_by_field="email_id", order=tantivy.Order.Desc)
-            return searcher.search(query, limit=n, count=True)
+            try:
+                if order == "newest":
+                    return searcher.search(query, limit=n, count=True, order_by_field="email_id",
+                                           order=tantivy.Order.Desc)
+                return searcher.search(query, limit=n, count=True)
+            except ValueError as exc:
+                if "max expansions" in str(exc):
+                    raise ValidationError("search", "a phrase ending in * matches too many words; give more letters"
+                                                    " before the *") from None
+                raise SearchIndexError(f"the search index {self.path} failed: {exc}") from None
 
         want = limit if limit is not None else searcher.num_docs
         result = run(min(want, 1000, searcher.num_docs))
@@ -260,14 +287,15 @@ class MailIndex:
         """Compare the index with ``store`` (counts and highest ids; no text is read)."""
         store = docs_reader(store)
         meta = self._read_meta()
-        searcher = self._searcher()
-        indexed = searcher.num_docs
-        highest = self._highest(searcher) if self.compatible else 0
-        stored, stored_high, stored_upto = store.search_id_counts(highest)
-        missing = stored - stored_upto
-        stale = (not self.compatible) or missing > 0 or stored_upto != indexed
-        return IndexStatus(self.path, self.compatible, indexed, highest, stored, stored_high, missing, stale,
-                           meta.get("updated_at"))
+        if self.compatible:
+            indexed, highest, id_sum = self._summary(self._searcher())
+        else:
+            indexed, highest, id_sum = (self._searcher().num_docs if self._index is not None else 0), 0, 0
+        counts = store.search_id_counts(highest)
+        missing = counts.stored - counts.upto_count
+        stale = (not self.compatible) or missing > 0 or (counts.upto_count, counts.upto_sum) != (indexed, id_sum)
+        return IndexStatus(self.path, self.compatible, indexed, highest, counts.stored, counts.highest, missing,
+                           stale, meta.get("updated_at"))
 
     # -- writing -----------------------------------------------------------------------------
     @contextmanager
@@ -278,6 +306,7 @@ class MailIndex:
         delay = 0.05
         while True:
             try:
+                assert self._index is not None
                 writer = self._index.writer(heap_size=self.heap_size, num_threads=0)
                 break
             except ValueError as exc:
@@ -303,12 +332,11 @@ class MailIndex:
     def _commit(self, writer: tantivy.IndexWriter) -> None:
         """Commit, then record what the index holds in the JSON file."""
         writer.commit()
-        searcher = self._searcher()
-        self._write_meta({"format": INDEX_FORMAT, "highest_email_id": self._highest(searcher),
-                          "documents": searcher.num_docs,
+        documents, highest, _ = self._summary(self._searcher())
+        self._write_meta({"format": INDEX_FORMAT, "highest_email_id": highest, "documents": documents,
                           "updated_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
 
-    def add(self, store: SearchDocsReader, email_ids: Sequence[int], *, batch: int = 500) -> int:
+    def add(self, store: SearchDocsReader, email_ids: Sequence[int], *, batch: int = 1000) -> int:
         """(Re)index the mails ``email_ids`` from ``store``, in one commit; returns how many were indexed.
 
         A mail already in the index is replaced; an id the store does not have is removed from
@@ -332,14 +360,15 @@ class MailIndex:
             self._commit(writer)
         return count
 
-    def catch_up(self, store: SearchDocsReader, *, batch: int = 500, commit_every: int = 20_000,
+    def catch_up(self, store: SearchDocsReader, *, batch: int = 1000, commit_every: int = 20_000,
                  progress: Callable[[int], None] | None = None) -> int:
         """Index every stored mail not indexed yet; returns how many mails were (re)indexed.
 
-        Cheap when nothing is missing (one count on each side). Mails are stored with increasing
-        ids, so the new ones are those above the highest indexed id; when the counts show any other
-        difference (a mail stored late with a lower id, a mail deleted from the store, a lost
-        document), the index is compared with the store id by id and mended. Commits every
+        Cheap when nothing is missing (a count and a sum of ids on each side). Mails are stored
+        with increasing ids, so the new ones are those above the highest indexed id; when the
+        count or the sum of the ids up to that one differ between store and index (a mail stored
+        late with a lower id, a mail deleted from the store, a lost document), the index is
+        compared with the store id by id and mended. Commits every
         ``commit_every`` mails (a crash keeps what was committed). ``progress(done)`` is called
         after each batch. Raises :class:`SearchIndexBusy`, :class:`SearchIndexError`.
         """
@@ -348,27 +377,24 @@ class MailIndex:
         count = 0
         with self._writer() as writer:
             searcher = self._searcher()
-            highest = self._highest(searcher)
-            _, _, stored_upto = store.search_id_counts(highest)
+            indexed, highest, id_sum = self._summary(searcher)
+            counts = store.search_id_counts(highest)
+            differs = (counts.upto_count, counts.upto_sum) != (indexed, id_sum)
             pending = 0
-            if stored_upto != searcher.num_docs:
+            if differs:
                 pending = count = self._mend(store, writer, searcher, highest, batch)
-            after = highest
-            while True:
-                docs = store.search_documents_after(after, batch)
-                if not docs:
-                    break
-                for doc in docs:
-                    writer.add_document(make_document(doc))
-                after = docs[-1].email_id
-                count += len(docs)
-                pending += len(docs)
-                if progress is not None:
-                    progress(count)
-                if pending >= commit_every:
-                    self._commit(writer)
-                    pending = 0
-            if pending or stored_upto != searcher.num_docs:
+            with closing(store.iter_search_documents(highest, batch=batch)) as pages:
+                for docs in pages:
+                    for doc in docs:
+                        writer.add_document(make_document(doc))
+                    count += len(docs)
+                    pending += len(docs)
+                    if progress is not None:
+                        progress(count)
+                    if pending >= commit_every:
+                        self._commit(writer)
+                        pending = 0
+            if pending or differs:
                 self._commit(writer)
         return count
 
@@ -399,7 +425,7 @@ class MailIndex:
             low = high
         return mended
 
-    def rebuild(self, store: SearchDocsReader, *, batch: int = 500,
+    def rebuild(self, store: SearchDocsReader, *, batch: int = 1000,
                 progress: Callable[[int], None] | None = None) -> int:
         """Index every stored mail from scratch; returns how many were indexed.
 
@@ -414,17 +440,13 @@ class MailIndex:
         count = 0
         with self._writer() as writer:
             writer.delete_all_documents()
-            after = 0
-            while True:
-                docs = store.search_documents_after(after, batch)
-                if not docs:
-                    break
-                for doc in docs:
-                    writer.add_document(make_document(doc))
-                after = docs[-1].email_id
-                count += len(docs)
-                if progress is not None:
-                    progress(count)
+            with closing(store.iter_search_documents(0, batch=batch)) as pages:
+                for docs in pages:
+                    for doc in docs:
+                        writer.add_document(make_document(doc))
+                    count += len(docs)
+                    if progress is not None:
+                        progress(count)
             self._commit(writer)
         return count
 

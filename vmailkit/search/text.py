@@ -30,11 +30,11 @@ MAX_FIELD_CHARS = 2_000_000
 
 # Characters that are invisible inside a word: soft hyphen, zero-width (non-)joiner, word joiner,
 # byte order mark. Removed before analysis so that "Zim\u00admer" stays one word.
-_INVISIBLE = dict.fromkeys(map(ord, "\u00ad\u200c\u200d\u2060\ufeff"), None)
+_INVISIBLE = re.compile("[\u00ad\u200c\u200d\u2060\ufeff]")
 
 # A hyphenated word: word characters joined by hyphens, a hyphen possibly followed by a line break
 # (and the quote marks and indentation of the next line).
-_COMPOUND = re.compile(r"\w+(?:-(?:[ \t]*\r?\n[ \t>]*)?\w+)+")
+_COMPOUND = re.compile(r"(?<!\w)\w+(?:-(?:[ \t]*\r?\n[ \t>]*)?\w+)+")
 _JOINERS = re.compile(r"-[ \t]*(?:\r?\n[ \t>]*)?")
 
 
@@ -51,7 +51,8 @@ def clean(text: str | None, limit: int = MAX_FIELD_CHARS) -> str:
     """``text`` (``""`` for None) cut to ``limit`` characters, without invisible in-word characters."""
     if not text:
         return ""
-    return text[:limit].translate(_INVISIBLE)
+    text = text[:limit]
+    return _INVISIBLE.sub("", text) if _INVISIBLE.search(text) else text
 
 
 def fold(text: str) -> list[str]:

@@ -16,9 +16,11 @@ from .listing import EmailFilter, ListingMixin
 from .mail import ChunkResult, ImportSession, MailMixin, location_key
 from .outgoing import OutgoingMixin
 from .records import Arrival, AttachmentRecord, Mailbox, MailRecord
+from .searchdocs import SearchDocsMixin
 
 
-class Store(DirectoryMixin, MailMixin, ListingMixin, CrmMixin, LinksMixin, OutgoingMixin, HealthMixin):
+class Store(DirectoryMixin, MailMixin, ListingMixin, CrmMixin, LinksMixin, OutgoingMixin, HealthMixin,
+            SearchDocsMixin):
     """All reads and writes of vmailkit's data.
 
     ``Store(path, lock_timeout=60)``: ``path`` defaults to ``$VMAILKIT_DB`` or ``./vmail.duckdb``.

@@ -8,9 +8,11 @@ the holder.
 """
 from __future__ import annotations
 
+import atexit
 import os
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -52,6 +54,19 @@ class Lease:
             self.db._drop(con)
 
 
+#: Every keeper of this process: their connections are closed at exit, before the interpreter shuts
+#: down (a DuckDB connection closed by a timer thread during shutdown aborts the process).
+_KEEPERS: "weakref.WeakSet[Keeper]" = weakref.WeakSet()
+
+
+def _close_keepers() -> None:
+    for keeper in list(_KEEPERS):
+        keeper.close()
+
+
+atexit.register(_close_keepers)
+
+
 class Keeper:
     """A connection kept open across bursts of use (a panel's page loads) and closed when idle.
 
@@ -66,6 +81,7 @@ class Keeper:
         self._lock = threading.RLock()
         self._con: duckdb.DuckDBPyConnection | None = None
         self._timer: threading.Timer | None = None
+        _KEEPERS.add(self)
 
     @contextmanager
     def use(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -92,13 +108,13 @@ class Keeper:
 
     def close(self) -> None:
         """Close the kept connection now (it reopens at the next use)."""
-        with self._lock:
+        with self._lock:  # held while closing: the exit hook waits for a close under way
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
             con, self._con = self._con, None
-        if con is not None:
-            con.close()
+            if con is not None:
+                con.close()
 
     @property
     def is_open(self) -> bool:

@@ -5,9 +5,9 @@ these reads. This module knows nothing about the index (the store never imports 
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..errors import ValidationError
 from .db import Database
@@ -35,6 +35,15 @@ class SearchDocument:
     body_text: str | None
     body_html: str | None
     attachment_names: tuple[str, ...]
+
+
+class SearchIdCounts(NamedTuple):
+    """What :meth:`SearchDocsMixin.search_id_counts` returns."""
+
+    stored: int          # mails stored
+    highest: int         # highest email_id (0: none)
+    upto_count: int      # mails with email_id <= up_to
+    upto_sum: int        # the sum of those email_ids
 
 
 def _documents(rows: Sequence[tuple[Any, ...]]) -> list[SearchDocument]:
@@ -71,17 +80,53 @@ class SearchDocsMixin:
         outside 1 ... :data:`MAX_DOCUMENT_BATCH`."""
         limit = _check_limit(limit)
         with self.db.connect() as con:
-            rows = con.execute(_DOC_SQL + " WHERE e.email_id > ? ORDER BY e.email_id LIMIT ?",
-                               [int(after_id), limit]).fetchall()
+            # the ids first, then the rows by their range: ORDER BY ... LIMIT over the text columns
+            # would read every later row's text for each page
+            low, high = con.execute("SELECT min(email_id), max(email_id) FROM (SELECT email_id FROM emails"
+                                    " WHERE email_id > ? ORDER BY email_id LIMIT ?)", [int(after_id), limit]).fetchone()
+            if low is None:
+                return []
+            rows = con.execute(_DOC_SQL + " WHERE e.email_id BETWEEN ? AND ? ORDER BY e.email_id",
+                               [low, high]).fetchall()
         return _documents(rows)
 
-    def search_id_counts(self, up_to: int) -> tuple[int, int, int]:
-        """``(stored, highest, stored_up_to)``: how many mails are stored, the highest ``email_id``
-        (0 when none) and how many have an ``email_id <= up_to``."""
+    def iter_search_documents(self, after_id: int = 0, *, batch: int = 1000,
+                              max_hold: float = 2.0) -> Iterator[list[SearchDocument]]:
+        """Every mail with ``email_id > after_id``, ascending, in pages of at most ``batch`` mails
+        (:meth:`search_documents_after` page by page, to the end).
+
+        One connection is held across pages, and released for a moment once it has been held
+        ``max_hold`` seconds, so that other processes (a download) get the file in between. Close
+        the iterator (or exhaust it) to release the file: ``with contextlib.closing(...)``. Raises
+        :class:`ValidationError` for a ``batch`` outside 1 ... :data:`MAX_DOCUMENT_BATCH`.
+        """
+        _check_limit(batch)
+        after = int(after_id)
+        if getattr(self.db._local, "con", None) is not None:      # inside a session: use its connection
+            while docs := self.search_documents_after(after, batch):
+                yield docs
+                after = docs[-1].email_id
+            return
+        with self.db.lease(max_hold=max_hold, pause=0.05) as lease:
+            while True:
+                lease.acquire()
+                try:
+                    docs = self.search_documents_after(after, batch)
+                finally:
+                    lease.breathe()
+                if not docs:
+                    return
+                yield docs
+                after = docs[-1].email_id
+
+    def search_id_counts(self, up_to: int) -> SearchIdCounts:
+        """How many mails are stored, the highest ``email_id`` (0 when none), and the count and the
+        sum of the ``email_id`` values ``<= up_to`` (what an index holding those mails would hold)."""
         with self.db.connect() as con:
-            row = con.execute("SELECT count(*), coalesce(max(email_id), 0),"
-                              " count(*) FILTER (WHERE email_id <= ?) FROM emails", [int(up_to)]).fetchone()
-        return int(row[0]), int(row[1]), int(row[2])
+            row = con.execute("SELECT count(*), coalesce(max(email_id), 0), count(*) FILTER (WHERE email_id <= ?),"
+                              " coalesce(sum(email_id) FILTER (WHERE email_id <= ?), 0) FROM emails",
+                              [int(up_to), int(up_to)]).fetchone()
+        return SearchIdCounts(int(row[0]), int(row[1]), int(row[2]), int(row[3]))
 
     def email_ids_between(self, low: int, high: int) -> list[int]:
         """The stored ``email_id`` values with ``low <= email_id < high``, ascending."""

@@ -10,6 +10,7 @@ import ipywidgets as W
 import pandas as pd
 
 from .. import render
+from ..browse import resolve_search
 from ..errors import NotFoundError, ValidationError, VmailkitError
 from ..store import EmailFilter
 from ..store.listing import Cursor
@@ -76,6 +77,7 @@ class MailListPanel(Panel):
         super().__init__()
         self._keeper = store.keeper()  # one connection for the panel's life, closed when idle
         self._counts: dict[EmailFilter, int] = {}
+        self._resolved: dict[EmailFilter, EmailFilter] = {}
         self._cursors: dict[tuple[EmailFilter, int, int], Cursor] = {}
         self.store = store
         self.on_open = on_open
@@ -185,15 +187,17 @@ class MailListPanel(Panel):
         flt = self.current_filter()
         size = self.pager.page_size
         with self._keeper.use():
-            if flt not in self._counts:  # counted once per filter, not for every page
-                self._counts = {flt: self.store.count_matching(flt)}
+            if flt not in self._counts:  # searched and counted once per filter, not for every page
+                self._resolved = {flt: resolve_search(self.store, flt)}
+                self._counts = {flt: self.store.count_matching(self._resolved[flt])}
                 self._cursors = {}
             self.pager.set_total(self._counts[flt])
+            query = self._resolved[flt]
             cursor = self._cursors.get((flt, size, self.pager.page))
             if cursor is not None:  # the next page: continue after the last row (keyset)
-                page = self.store.list_emails(flt, limit=size, after=cursor)
+                page = self.store.list_emails(query, limit=size, after=cursor)
             else:  # a jump to a page number
-                page = self.store.list_emails(flt, limit=size, offset=self.pager.offset)
+                page = self.store.list_emails(query, limit=size, offset=self.pager.offset)
         after = Cursor.after(page)
         if after is not None:
             self._cursors[(flt, size, self.pager.page + 1)] = after
