@@ -17,7 +17,6 @@ import pyarrow as pa
 
 from ..errors import ValidationError
 from .db import Database
-from .links import refresh_match_lookups
 
 #: The kinds of required column and what a load accepts in them.
 #:  ``id``    - whole number, never empty, unique in the table
@@ -184,7 +183,6 @@ class CrmMixin:
                         f" FROM {view} ORDER BY {ROW_COLUMN}"
                     )
                     counts[name] = st.data.num_rows
-                refresh_match_lookups(con)  # once per CRM load, not once per matched chunk
             finally:
                 for view in registered:
                     con.unregister(view)

@@ -14,7 +14,6 @@ import pandas as pd
 
 from ..errors import NotFoundError, ValidationError
 from .db import Database
-from .lookups import MATCH_LOOKUPS_SQL
 
 #: Linkable record types: type -> (table, id column).
 ENTITY_TABLES: dict[str, tuple[str, str]] = {
@@ -231,12 +230,6 @@ def _search_sql(etype: str) -> str:
     )
 
 
-def refresh_match_lookups(con: Any) -> None:
-    """Rebuild the matcher's CRM lookups (call after the CRM tables change, in the same transaction)."""
-    for statement in MATCH_LOOKUPS_SQL:
-        con.execute(statement)
-
-
 def _match_statements(scoped: bool) -> list[str]:
     """The statements that evaluate every rule for the mails in scope into the temp table ``_vmk_found``
     (email_id, entity_type, entity_id, kind ``link``/``candidate``, rule, matched).
@@ -264,17 +257,32 @@ def _match_statements(scoped: bool) -> list[str]:
         """CREATE OR REPLACE TEMP TABLE _vmk_grp AS
         SELECT DISTINCT email_id, unnest(regexp_extract_all(subject, '[0-9]+')) AS num
         FROM _vmk_mail WHERE subject IS NOT NULL""",
-        # person.email: persons that are not temporary whose address equals From (lookup: MATCH_LOOKUPS_SQL)
+        # person.email: persons that are not temporary whose address equals From
         """CREATE OR REPLACE TEMP TABLE _vmk_per AS
         SELECT DISTINCT m.email_id, p.person_id
-        FROM _vmk_mail m JOIN match_person_email p ON p.addr = m.addr""",
+        FROM _vmk_mail m JOIN persons p ON lower(trim(p.email)) = m.addr
+        WHERE NOT coalesce(p.is_temporary, false)""",
         # EMAIL contacts whose value equals From (customers' and suppliers')
         """CREATE OR REPLACE TEMP TABLE _vmk_contact AS
         SELECT DISTINCT m.email_id, k.owner_type, k.owner_id
-        FROM _vmk_mail m JOIN match_contact_email k ON k.addr = m.addr""",
-        # reservations whose booking code, in one of the exact forms, ends in one of the digit groups
+        FROM _vmk_mail m JOIN contacts k ON lower(trim(k.value)) = m.addr
+        WHERE upper(trim(k.type)) = 'EMAIL'""",
+        # reservations whose booking code ends in one of the digit groups, then the exact forms:
+        # B|O|L-N, or B|O|L-<brand code>-N
         """CREATE OR REPLACE TEMP TABLE _vmk_res AS
-        SELECT reservation_id, num FROM match_booking WHERE num IN (SELECT num FROM _vmk_grp)""",
+        WITH tail AS (
+            SELECT reservation_id, upper(trim(booking_code)) AS bc,
+                   string_split(upper(trim(booking_code)), '-')[-1] AS num
+            FROM reservations
+            WHERE string_split(upper(trim(booking_code)), '-')[-1] IN (SELECT num FROM _vmk_grp)
+        ),
+        brand_codes AS (
+            SELECT DISTINCT upper(trim(code)) AS code FROM brands WHERE nullif(trim(code), '') IS NOT NULL
+        )
+        SELECT reservation_id, num FROM tail WHERE regexp_full_match(bc, '[BOL]-[0-9]+')
+        UNION
+        SELECT t.reservation_id, t.num FROM tail t
+        JOIN brand_codes b ON b.code = regexp_extract(t.bc, '^[BOL]-(.+)-[0-9]+$', 1)""",
         f"""CREATE OR REPLACE TEMP TABLE _vmk_found AS
         WITH {''.join(owner_rules)}
         res_hits AS (

@@ -5,8 +5,6 @@ documented interface described in ``docs/schema.md``.
 """
 from __future__ import annotations
 
-from .lookups import MATCH_LOOKUPS_SQL
-
 MIGRATIONS: list[tuple[str, str]] = [
     (
         "0001_core",
@@ -340,10 +338,5 @@ MIGRATIONS: list[tuple[str, str]] = [
             grant_refreshed_at  TIMESTAMPTZ
         );
         """,
-    ),
-    (
-        "0007_match_lookups",
-        # the automatic matcher's CRM lookups, normalised once per CRM load (vmailkit/store/links.py)
-        ";\n".join(MATCH_LOOKUPS_SQL) + ";",
     ),
 ]
