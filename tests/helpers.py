@@ -5,6 +5,7 @@ import hashlib
 import imaplib
 import poplib
 import ssl
+from pathlib import Path
 
 from vmailkit import Store, make_account
 
@@ -79,3 +80,12 @@ def server_bytes_pop3(server, mailuser) -> dict[str, bytes]:
 
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def stored_bytes(db: Path):
+    """The bytes of every file vmailkit keeps for the database ``db``: the file, its WAL and the
+    full-text index beside it (a secret must be in none of them)."""
+    for p in Path(db).parent.glob(Path(db).name + "*"):
+        for f in ([p] if p.is_file() else sorted(p.rglob("*"))):
+            if f.is_file():
+                yield f.read_bytes()

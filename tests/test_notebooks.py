@@ -9,7 +9,7 @@ import nbformat
 import pandas as pd
 import pytest
 
-from helpers import add_account
+from helpers import stored_bytes, add_account
 from mailfactory import make_mail
 from uimail import hostile_mail
 
@@ -97,7 +97,7 @@ def test_all_notebooks_run_in_order(office):
     assert "[]" in outputs_text(nb)                            # linking.errors printed empty
     rel = store.relations(html_id)
     assert ("customer", 10, "manual", "anna") in set(zip(rel["entity_type"], rel["entity_id"], rel["origin"], rel["linked_by"]))
-    db_bytes = b"".join(p.read_bytes() for p in Path(db).parent.glob(Path(db).name + "*"))
+    db_bytes = b"".join(stored_bytes(Path(db)))
     assert user.password.encode() not in db_bytes
 
 
@@ -137,7 +137,7 @@ def test_typed_password_never_reaches_the_notebook_or_the_database(office, dovec
     assert json.loads(saved)["metadata"].get("widgets"), "the widget state is saved with the notebook"
     assert typed_user.password not in saved
     db = Path(store.path)
-    assert typed_user.password.encode() not in b"".join(p.read_bytes() for p in db.parent.glob(db.name + "*"))
+    assert typed_user.password.encode() not in b"".join(stored_bytes(db))
     assert store.count_emails() == 1
 
 

@@ -14,7 +14,7 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from helpers import add_account, port_for
+from helpers import add_account, port_for, stored_bytes
 from mailfactory import make_mail
 from vmailkit import Store, check, compose_reply, download, make_account, make_smtp_settings, send_reply
 from vmailkit.accounts import make_oauth_settings
@@ -236,7 +236,7 @@ def test_cli_sign_in_health_and_no_secret_anywhere(tmp_path, provider, dovecot_o
     # no refresh token, access token or client secret in the database, the logs or any output
     grant = FileTokenStore(token_file).load("office")
     secrets = [grant.refresh_token, grant.access_token, refresh, "client-secret-value-42"]
-    raw_db = db.read_bytes() + (db.with_name(db.name + ".wal").read_bytes() if db.with_name(db.name + ".wal").exists() else b"")
+    raw_db = b"".join(stored_bytes(db))  # the database, its WAL and the full-text index
     outputs = "".join(r.output for r in (added, signed, listed, dl, healthy)) + caplog.text
     for secret in secrets:
         assert secret.encode() not in raw_db and secret not in outputs

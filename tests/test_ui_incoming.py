@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import add_account
+from helpers import stored_bytes, add_account
 from mailfactory import make_mail
 from vmailkit import Store
 from vmailkit.ui import IncomingPanel, PasswordBook
@@ -25,7 +25,7 @@ def store(tmp_path) -> Store:
 
 def db_bytes(store: Store) -> bytes:
     path = Path(store.path)
-    return b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*"))
+    return b"".join(stored_bytes(path))
 
 
 def test_check_pick_download(store, dovecot, mailuser):
