@@ -1,10 +1,13 @@
-"""Check incoming mail and download it: the pipeline server → parse → store.
+"""Check incoming mail and download it: list, pick, fetch, prepare, save.
 
 * :func:`check` lists the headers of new messages in every account a user subscribes to, newest
-  first; an account that fails gets its own error while the others still list.
-* :func:`download` downloads picked messages (or all new ones) chunk by chunk; each chunk is written
-  in one transaction together with the watermark, so a crash or a dropped connection loses nothing
-  already reported done and running again completes the rest.
+  first, each with its :class:`~vmailkit.refs.MessageRef`; an account that fails gets its own error
+  while the others still list.
+* :func:`download` fetches exactly the picked references (or all new ones) chunk by chunk through
+  the account's session (:mod:`vmailkit.transport`), turns the bytes into the store's records
+  (:mod:`vmailkit.ingest`) and saves each chunk in one transaction together with the watermark, so
+  a crash, a kill or a dropped connection loses and duplicates nothing; after a dropped connection
+  it stores what arrived, reconnects and goes on.
 
 "New" follows the reference product: for IMAP, per user, account and folder the biggest downloaded
 UID is kept (valid for one UIDVALIDITY) and only UIDs above it are listed; for POP3, the set of UIDLs
