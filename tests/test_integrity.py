@@ -382,3 +382,19 @@ def test_killed_or_stopped_download_leaves_no_process(tmp_path, dovecot, mailuse
     assert counts["e"].iloc[0] == counts["l"].iloc[0]
     rest = download(store, "anna", all_new=True, passwords={"office": mailuser.password})
     assert rest.ok and store.count_emails() == 2500
+
+
+def test_long_response_lines_are_read_without_changing_imaplib(store):
+    import imaplib
+
+    with ScriptedImapServer(dict(MAILS), uidvalidity=7) as srv:
+        p = scripted_account(store, srv)
+        session = connect(store.get_account("office"), p)
+        try:
+            line = b"* 1 FETCH (UID 1 X-LONG \"" + b"x" * (2 * 1024 * 1024) + b"\")\r\n"
+            session.mailbox.client.file = __import__("io").BufferedReader(__import__("io").BytesIO(line))
+            assert len(session.mailbox.client.readline()) == len(line)  # 2 MB: over imaplib's 1 MB
+        finally:
+            session.mailbox = None
+    # vmailkit does not raise the module's limit for everyone in the process (imap-tools sets its own 20 MB)
+    assert imaplib._MAXLINE < 64 * 1024 * 1024

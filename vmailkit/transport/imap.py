@@ -6,6 +6,7 @@ The server is never changed: the folder is opened read-only (EXAMINE) and bodies
 from __future__ import annotations
 
 import imaplib
+import types
 from collections.abc import Iterable, Iterator
 
 from imap_tools import MailBox, MailBoxStartTls, MailBoxUnencrypted
@@ -45,9 +46,22 @@ from .imap_response import (
     read_bodies,
 )
 
-# imaplib refuses response lines over 1 MB; a BODYSTRUCTURE of a message with thousands of parts can
-# exceed that. Literals (the message bytes) are read by length and are not affected.
-imaplib._MAXLINE = max(getattr(imaplib, "_MAXLINE", 0), 64 * 1024 * 1024)  # type: ignore[attr-defined]
+#: Longest response line accepted. imaplib refuses lines over 1 MB; a BODYSTRUCTURE of a message with
+#: thousands of parts can exceed that. Literals (the message bytes) are read by length and are not
+#: affected. Set per session (see :func:`_long_lines`): the imaplib module stays untouched.
+MAX_LINE = 64 * 1024 * 1024
+
+
+def _long_lines(client: imaplib.IMAP4) -> None:
+    """Let this client read response lines up to :data:`MAX_LINE` (imaplib's own limit is 1 MB)."""
+
+    def readline(self: imaplib.IMAP4) -> bytes:
+        line = self.file.readline(MAX_LINE + 1)
+        if len(line) > MAX_LINE:
+            raise self.error(f"got more than {MAX_LINE} bytes")
+        return line
+
+    client.readline = types.MethodType(readline, client)  # type: ignore[method-assign]
 
 HEADER_FIELDS = "FROM TO CC SUBJECT DATE MESSAGE-ID CONTENT-TYPE"
 HEADER_CHUNK = 1000
@@ -86,6 +100,7 @@ class ImapSession(SessionBase):
                 mb = MailBoxUnencrypted(acc.host, acc.port, timeout=self.timeout)
             self.mailbox = mb
             set_nodelay(mb.client.sock)
+            _long_lines(mb.client)
         password = self._take_password()
         if not isinstance(password, str):
             with mapped_errors(acc, "login"):
