@@ -130,6 +130,11 @@ class AccountDownload:
     reason: str | None = None
     failures: list[PickFailure] = field(default_factory=list)
 
+    def fail(self, account: Account, exc: BaseException) -> None:
+        """Record why the account stopped, in plain words (see :func:`_status_for`)."""
+        st = _status_for(account, exc)
+        self.error, self.reason = st.error, st.reason
+
 
 @dataclass
 class DownloadSummary:
@@ -394,8 +399,7 @@ def download(
             try:
                 session = connect(account, passwords, timeout=timeout, tokens=tokens)
             except Exception as exc:  # noqa: BLE001
-                st = _status_for(account, exc)
-                entry.error, entry.reason = st.error, st.reason
+                entry.fail(account, exc)
                 entry.selected = entry.failed = len(wanted[name]) if wanted else 0
                 _record(store, account, "download", entry.error, tokens)
                 continue
@@ -405,8 +409,7 @@ def download(
                 plan.refs = wanted[name] if wanted is not None else session.new_refs(
                     _watermark(store, user_id, account, session, from_beginning))
             except Exception as exc:  # noqa: BLE001
-                st = _status_for(account, exc)
-                entry.error, entry.reason = st.error, st.reason
+                entry.fail(account, exc)
             entry.selected = len(plan.refs)
         run = _Run(store, preparer=None, importer=None, summary=summary, subjects=subjects, progress=progress,
                    cancel=cancel, after_chunk=after_chunk, passwords=passwords, timeout=timeout, retries=retries,
@@ -475,34 +478,27 @@ class _Run:
                 try:
                     plan.session = connect(plan.account, self.passwords, timeout=self.timeout, tokens=self.tokens)
                     entry.reconnects += 1
-                except MailServerError as exc:
-                    if exc.retryable:
-                        stalls += 1
-                        entry.error, entry.reason = str(exc), exc.reason
-                        continue
-                    entry.error, entry.reason = str(exc), exc.reason
-                    break
                 except Exception as exc:  # noqa: BLE001
-                    st = _status_for(plan.account, exc)
-                    entry.error, entry.reason = st.error, st.reason
+                    entry.fail(plan.account, exc)
+                    if isinstance(exc, MailServerError) and exc.retryable:
+                        stalls += 1
+                        continue
                     break
             before = entry.downloaded + entry.already_present
             try:
                 lost = self._fetch(plan, unsaved, failed)
             except Exception as exc:  # noqa: BLE001 - the other accounts continue
-                st = _status_for(plan.account, exc)
-                entry.error, entry.reason = st.error, st.reason
+                entry.fail(plan.account, exc)
                 break
             if lost is None:
                 entry.error = entry.reason = None
                 break
+            entry.fail(plan.account, lost)
             if not lost.retryable:
-                entry.error, entry.reason = str(lost), lost.reason
                 break
             # the connection broke: what arrived is stored; try again on a new one
             plan.session.close()
             plan.session = None
-            entry.error, entry.reason = str(lost), lost.reason
             if self.retries == 0:
                 break
             stalls = 0 if entry.downloaded + entry.already_present > before else stalls + 1

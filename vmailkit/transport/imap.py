@@ -42,6 +42,7 @@ from .imap_response import (
     compress_uids,
     fast_header_items,
     has_attachments,
+    number,
     parse_fetch,
     read_bodies,
 )
@@ -242,11 +243,11 @@ class ImapSession(SessionBase):
                         yield RemoteHeader(self.ref(uid, size), header=header, has_attachments=attached)
                 continue
             for item in self._parse(data):
-                uid = _int(item.get("UID"))
+                uid = number(item.get("UID"))
                 if uid is None or uid not in wanted:
                     continue
                 yield RemoteHeader(
-                    self.ref(uid, _int(item.get("RFC822.SIZE")) or 0),
+                    self.ref(uid, number(item.get("RFC822.SIZE")) or 0),
                     header=body_item(item) or b"",
                     has_attachments=has_attachments(item.get("BODYSTRUCTURE")),
                 )
@@ -259,9 +260,9 @@ class ImapSession(SessionBase):
             chunk = uids[start:start + 5000]
             wanted = set(chunk)
             for item in self._parse(self._uid("FETCH", compress_uids(chunk), "(UID RFC822.SIZE)")):
-                uid = _int(item.get("UID"))
+                uid = number(item.get("UID"))
                 if uid is not None and uid in wanted:
-                    sizes[uid] = _int(item.get("RFC822.SIZE")) or 0
+                    sizes[uid] = number(item.get("RFC822.SIZE")) or 0
         return sizes
 
     # -- download ----------------------------------------------------------------------------
@@ -331,12 +332,6 @@ class ImapSession(SessionBase):
             return parse_fetch(data)
         except FetchParseError as exc:
             raise ProtocolError(self.account.name, f"unexpected FETCH answer: {exc}") from None
-
-
-def _int(value: object) -> int | None:
-    if isinstance(value, (bytes, str)) and value.isdigit():
-        return int(value)
-    return None
 
 
 def _quote_folder(folder: str) -> str:

@@ -138,7 +138,7 @@ def read_bodies(data: Iterable[Any], wanted: set[int]) -> tuple[dict[int, bytes]
             if found and int(found.group(1)) in wanted:
                 problems[int(found.group(1))] = UNREADABLE
             continue
-        uid = _uid_of(item)
+        uid = number(item.get("UID"))
         if uid is None or uid not in wanted:
             continue  # an unsolicited update (FLAGS), or a message not asked for: never stored
         if "BODY[]" not in item:
@@ -160,9 +160,9 @@ def read_bodies(data: Iterable[Any], wanted: set[int]) -> tuple[dict[int, bytes]
     return bodies, problems
 
 
-def _uid_of(item: dict[str, Any]) -> int | None:
-    value = item.get("UID")
-    if isinstance(value, bytes) and value.isdigit():
+def number(value: object) -> int | None:
+    """A numeric FETCH item (``UID``, ``RFC822.SIZE``) as an int; None when absent or not a number."""
+    if isinstance(value, (bytes, str)) and value.isdigit():
         return int(value)
     return None
 
